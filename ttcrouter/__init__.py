@@ -1,0 +1,66 @@
+"""ttcrouter: latency- and token-aware routing between test-time-compute strategies.
+
+For each query, :class:`UtilityRouter` predicts the accuracy of every candidate strategy
+(best-of-N, majority voting, weighted majority voting, PRM-guided beam search at several
+budgets) and picks ``argmax_s a_s(x) - lambda_tokens * T_s - lambda_latency * L_s``.
+The executors in :mod:`ttcrouter.executors` then run the chosen strategy on a real model.
+
+Public names are imported lazily, so ``import ttcrouter`` stays light and never imports
+vLLM or torch until an estimator that needs them is used.
+"""
+
+from importlib import import_module
+
+from ._version import __version__
+
+# public name -> submodule that defines it
+_EXPORTS = {
+    # strategy specs
+    "Strategy": "strategies",
+    "BestOfN": "strategies",
+    "MajorityVote": "strategies",
+    "WeightedMajorityVote": "strategies",
+    "BeamSearch": "strategies",
+    "parse_strategy": "strategies",
+    "encode_strategies": "strategies",
+    "default_strategy_space": "strategies",
+    # runs table
+    "RunsSummary": "runs",
+    "RunsTableError": "runs",
+    "read_runs": "runs",
+    "write_runs": "runs",
+    "validate_runs": "runs",
+    "aggregate_runs": "runs",
+    "split_queries": "runs",
+    "train_test_split_runs": "runs",
+    # estimators
+    "EmbeddingTransformer": "embedding",
+    "ProbeClassifier": "probe",
+    "CostTable": "costs",
+    "UtilityRouter": "router",
+    "UtilityRouterCV": "tuning",
+    # grading
+    "extract_answer": "grading",
+    "is_correct": "grading",
+    # data
+    "make_synthetic_runs": "synthetic",
+    "collect": "collect",
+    "evaluate": "evaluate",
+    # executors
+    "RoutedExecutor": "serving",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ttcrouter' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(__all__)
