@@ -18,10 +18,10 @@ _EXPORTS = {
     "VLLMRewardModel": "rewards",
     "LogprobScorer": "rewards",
     "aggregate_step_scores": "rewards",
-    "StrategyExecutor": "execute",
-    "ExecutionResult": "execute",
-    "CandidatePool": "execute",
-    "execute": "execute",
+    "StrategyExecutor": "runner",
+    "ExecutionResult": "runner",
+    "CandidatePool": "runner",
+    "execute": "runner",
 }
 
 __all__ = list(_EXPORTS)
