@@ -103,8 +103,9 @@ def validate_runs(runs: pd.DataFrame, *, copy: bool = True) -> pd.DataFrame:
         _first_bad(df, df[col].isna().to_numpy(), col, "is null",
                    "Every row needs a query id, query text and strategy name.")
     df["query_id"] = df["query_id"].astype(str)
-    df["gold"] = df["gold"].astype(object).where(df["gold"].notna(), None)
-    df["gold"] = df["gold"].map(lambda g: g if g is None else str(g))
+    for col in ("gold", "answer", "error"):  # nullable text: None, never NaN, across formats
+        df[col] = [None if pd.isna(v) else str(v) for v in df[col].astype(object)]
+        df[col] = df[col].astype(object)
 
     # Canonical strategy names: parse each distinct name once.
     canonical = {}
