@@ -1,0 +1,195 @@
+"""Tests of ttcrouter.evaluate on small tables whose oracle and best static strategy are known."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from ttcrouter.evaluate import (
+    MIN_TEST_QUERIES,
+    MIN_TRAIN_QUERIES,
+    EvaluationReport,
+    evaluate,
+    frontier_at,
+)
+
+STRATS = ["majority_vote@n=1", "majority_vote@n=4", "beam_search@n=4,w=2"]
+# correct (always / never) per kind and strategy
+KINDS = {"easy": [1, 1, 1], "medium": [0, 1, 1], "hard": [0, 0, 1]}
+COST_T = [100, 400, 800]
+COST_L = [1.0, 2.0, 8.0]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def toy_runs(n_per_kind=8, repeats=2):
+    rows = []
+    for kind, ys in KINDS.items():
+        for i in range(n_per_kind):
+            for s, y, t, lat in zip(STRATS, ys, COST_T, COST_L):
+                for r in range(repeats):
+                    rows.append(dict(query_id=f"{kind}-{i}", query=f"{kind} question {i}",
+                                     gold="1", strategy=s, repeat=r, answer=str(y), correct=y,
+                                     tokens=t, latency_s=lat, error=None))
+    return pd.DataFrame(rows)
+
+
+class KindEncoder(TransformerMixin, BaseEstimator):
+    """One-hot of the difficulty word in the query (a stand-in encoder for exact checks)."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def transform(self, X):
+        return np.array([[k in q for k in KINDS] for q in X], dtype=np.float32)
+
+
+class LookupRouter(BaseEstimator):
+    """Remembers the mean accuracy of each distinct feature row; per-strategy mean costs.
+
+    On the toy table it predicts perfectly, so the router must match the oracle.
+    """
+
+    def __init__(self, lambda_tokens=0.0, lambda_latency=0.0):
+        self.lambda_tokens = lambda_tokens
+        self.lambda_latency = lambda_latency
+
+    def fit(self, X, Y, tokens=None, latency=None):
+        self.strategies_ = list(Y.columns)
+        X, Yv = np.asarray(X), np.asarray(Y, dtype=float)
+        self.table_ = {row.tobytes(): Yv[(X == row).all(axis=1)].mean(axis=0)
+                       for row in np.unique(X, axis=0)}
+        self.T_ = np.asarray(tokens, dtype=float).mean(axis=0)
+        self.L_ = np.asarray(latency, dtype=float).mean(axis=0)
+        return self
+
+    def predict_accuracy(self, X):
+        return np.stack([self.table_[np.asarray(r).tobytes()] for r in np.asarray(X)])
+
+    def predict_costs(self, X):
+        return np.tile(self.T_, (len(X), 1)), np.tile(self.L_, (len(X), 1))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    rep = evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), report_dir=out,
+                   progress=False)
+    return rep, out
+
+
+def test_static_and_best_static_are_known(report):
+    rep, _ = report
+    assert isinstance(rep, EvaluationReport)
+    assert rep.strategies == STRATS
+    test_kinds = [q.split("-")[0] for q in rep.config["test_query_ids"]]
+    expected_acc = [np.mean([KINDS[k][j] for k in test_kinds]) for j in range(3)]
+    np.testing.assert_allclose(rep.static["accuracy"].to_numpy(), expected_acc)
+    np.testing.assert_allclose(rep.static["mean_tokens"].to_numpy(), COST_T)
+    np.testing.assert_allclose(rep.static["mean_latency_s"].to_numpy(), COST_L)
+    assert rep.best_static == "beam_search@n=4,w=2"
+    assert rep.n_train + rep.n_test == 24
+    assert not set(rep.config["test_query_ids"]) & set(rep.config["train_query_ids"])
+
+
+def test_oracle_picks_cheapest_correct_strategy(report):
+    rep, _ = report
+    test_kinds = [q.split("-")[0] for q in rep.config["test_query_ids"]]
+    # cheapest correct strategy per kind: easy -> n=1, medium -> n=4, hard -> beam
+    cheapest = {"easy": 0, "medium": 1, "hard": 2}
+    want_tokens = np.mean([COST_T[cheapest[k]] for k in test_kinds])
+    orc = rep.oracle["tokens"]
+    small = orc[orc["lambda_tokens"] > 0].iloc[0]  # a tiny positive price breaks ties by cost
+    assert small["accuracy"] == pytest.approx(1.0)
+    assert small["mean_tokens"] == pytest.approx(want_tokens)
+    # huge price: everyone gets the cheapest strategy
+    big = orc.iloc[-1]
+    assert big["mean_tokens"] == pytest.approx(COST_T[0])
+    # the oracle is never below any static strategy at matched cost
+    for _, row in rep.static.iterrows():
+        at = frontier_at(orc["mean_tokens"], orc["accuracy"], [row["mean_tokens"]])[0]
+        assert at >= row["accuracy"] - 1e-12
+
+
+def test_perfect_router_matches_oracle_and_closes_gap(report):
+    rep, _ = report
+    for sweep in ("tokens", "latency", "both"):
+        np.testing.assert_allclose(rep.adaptive[sweep]["accuracy"].iloc[1:],
+                                   rep.oracle[sweep]["accuracy"].iloc[1:])
+    gaps = rep.gap_closed["gap_closed"].dropna()
+    assert len(gaps) > 0
+    np.testing.assert_allclose(gaps, 1.0)
+    for axis in ("tokens", "latency"):
+        assert rep.auc[axis]["router"] == pytest.approx(rep.auc[axis]["oracle"])
+        assert rep.auc[axis]["router"] > rep.auc[axis]["static"]
+    # the mix: shares sum to one, the heavy strategy fades as lambda grows
+    mix = rep.mix["tokens"]
+    np.testing.assert_allclose(mix.sum(axis=1), 1.0)
+    assert mix["beam_search@n=4,w=2"].iloc[0] > 0
+    assert mix["beam_search@n=4,w=2"].iloc[-1] == 0
+    assert mix["majority_vote@n=1"].iloc[-1] == 1
+
+
+def test_files_written(report):
+    rep, out = report
+    from PIL import Image
+    import matplotlib.image as mpimg
+
+    for name in ("accuracy_vs_tokens", "accuracy_vs_latency", "strategy_mix"):
+        path = out / f"{name}.png"
+        assert path.read_bytes()[:8] == PNG_SIGNATURE
+        with Image.open(path) as im:
+            im.verify()
+        arr = mpimg.imread(path)
+        assert arr.ndim == 3 and arr.shape[0] > 100 and arr.shape[1] > 100
+        assert arr.std() > 0  # not a blank image
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("ttcrouter_version", "strategies", "n_train", "n_test", "best_static",
+                "static", "adaptive", "oracle", "mix", "gap_closed", "auc", "config",
+                "timings"):
+        assert key in metrics, key
+    assert set(metrics["adaptive"]) == {"tokens", "latency", "both"}
+    assert {"budget", "static_accuracy", "router_accuracy", "oracle_accuracy",
+            "gap_closed"} <= set(metrics["gap_closed"][0])
+    md = (out / "report.md").read_text()
+    for png in ("accuracy_vs_tokens.png", "accuracy_vs_latency.png", "strategy_mix.png"):
+        assert f"]({png})" in md
+    assert "Gap closed" in md and "beam_search@n=4,w=2" in md
+    assert "gap closed" in rep.summary()
+
+
+def test_too_few_queries_is_a_clear_error():
+    runs = toy_runs(n_per_kind=2)  # 6 queries
+    with pytest.raises(ValueError, match="at least .* queries"):
+        evaluate(runs, encoder=KindEncoder(), router=LookupRouter(), progress=False)
+    runs = toy_runs(n_per_kind=4)  # 12 queries; test_size leaves 1 train query
+    with pytest.raises(ValueError, match=f"at least {MIN_TRAIN_QUERIES} train and "
+                                         f"{MIN_TEST_QUERIES} test"):
+        evaluate(runs, test_size=11, encoder=KindEncoder(), router=LookupRouter(),
+                 progress=False)
+
+
+def test_bad_grid_and_bad_runs():
+    with pytest.raises(ValueError, match="lambda_tokens_grid"):
+        evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(),
+                 lambda_tokens_grid=[-1.0], progress=False)
+    with pytest.raises(TypeError, match="runs table"):
+        evaluate([1, 2, 3], encoder=KindEncoder(), router=LookupRouter(), progress=False)
+
+
+def test_explicit_grids_and_split_seed():
+    a = evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), random_state=1,
+                 lambda_tokens_grid=[0, 1e-3, 1], lambda_latency_grid=[0, 0.1], progress=False)
+    assert len(a.adaptive["tokens"]) == 3 and len(a.adaptive["latency"]) == 2
+    assert len(a.adaptive["both"]) == 6  # unequal lengths -> product
+    b = evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), random_state=1,
+                 lambda_tokens_grid=[0, 1], lambda_latency_grid=[0, 0.1], progress=False)
+    assert a.config["test_query_ids"] == b.config["test_query_ids"]
+    assert len(b.adaptive["both"]) == 2  # equal lengths -> paired
+
+
+def test_frontier_at():
+    out = frontier_at([1, 2, 4], [0.2, 0.1, 0.9], [0.5, 1, 3, 10])
+    assert np.isnan(out[0])
+    np.testing.assert_allclose(out[1:], [0.2, 0.2, 0.9])

@@ -1,0 +1,664 @@
+"""Evaluate a router on held-out queries: static strategies, the adaptive router, the oracle.
+
+:func:`evaluate` splits a runs table by query, fits the encoder and the router once on the
+training queries, and on the test queries compares
+
+- every **static** strategy (the same strategy for every query),
+- the **adaptive** router swept over penalties (tokens only, latency only, both),
+- the per-query **oracle**, which knows the true accuracy and costs of every strategy on
+  every test query and maximises ``Y - lambda_tokens * T - lambda_latency * L``.
+
+The router is fitted once: a penalty only moves the argmax of
+``a_hat - lambda_tokens * T_hat - lambda_latency * L_hat``, so predictions are computed once
+and the sweep reuses them.
+
+Headline numbers: at a matched mean-cost budget ``B``, with each frontier taken as the upper
+envelope "best accuracy at mean cost <= B", the share of the gap between the best static
+strategy and the oracle that the router closes, ``(router - static) / (oracle - static)``;
+and the area under each frontier over the static cost range (log-cost axis scaled to [0, 1],
+:func:`ttcrouter.metrics.frontier_auc`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from ._version import __version__
+from .metrics import frontier_auc, oracle_choice, static_strategy_table
+from .runs import RunsSummary, aggregate_runs, read_runs, split_queries
+
+__all__ = [
+    "EvaluationReport",
+    "evaluate",
+    "frontier_at",
+    "MIN_TRAIN_QUERIES",
+    "MIN_TEST_QUERIES",
+]
+
+#: Fewest training queries :func:`evaluate` accepts (the probe calibrates with 3 folds).
+MIN_TRAIN_QUERIES = 6
+#: Fewest test queries :func:`evaluate` accepts.
+MIN_TEST_QUERIES = 2
+
+_AXES = {"tokens": "mean_tokens", "latency": "mean_latency_s"}
+_SWEEPS = ("tokens", "latency", "both")
+
+
+# ---------------------------------------------------------------------------------------
+# small numeric helpers (pure functions of matrices)
+# ---------------------------------------------------------------------------------------
+
+def _realized(choice, Y, T, L):
+    """Mean accuracy, tokens and latency of per-query choices (n_lambdas, n_queries)."""
+    rows = np.arange(Y.shape[0])[None, :]
+    return (Y[rows, choice].mean(axis=1), T[rows, choice].mean(axis=1),
+            L[rows, choice].mean(axis=1))
+
+
+def frontier_at(cost, accuracy, budgets):
+    """Upper envelope of (cost, accuracy) points: best accuracy with cost <= budget.
+
+    Parameters
+    ----------
+    cost, accuracy : array-like of shape (n_points,)
+    budgets : array-like of shape (n_budgets,)
+
+    Returns
+    -------
+    ndarray of shape (n_budgets,)
+        NaN where no point fits within the budget.
+    """
+    cost = np.asarray(cost, dtype=float)
+    accuracy = np.asarray(accuracy, dtype=float)
+    budgets = np.atleast_1d(np.asarray(budgets, dtype=float))
+    out = np.full(budgets.shape, np.nan)
+    for i, b in enumerate(budgets):
+        ok = cost <= b * (1 + 1e-12) + 1e-12
+        if ok.any():
+            out[i] = accuracy[ok].max()
+    return out
+
+
+def _auto_grid(mean_costs, n=30):
+    """0 followed by a log grid whose largest penalty makes cost dominate accuracy."""
+    mean_costs = np.asarray(mean_costs, dtype=float)
+    scale = float(np.nanmax(mean_costs) - np.nanmin(mean_costs))
+    if not np.isfinite(scale) or scale <= 0:
+        scale = float(np.nanmax(np.abs(mean_costs))) or 1.0
+    return np.r_[0.0, np.geomspace(1e-3, 30.0, n - 1) / scale]
+
+
+def _grid(values, mean_costs, what):
+    if values is None:
+        return _auto_grid(mean_costs)
+    grid = np.atleast_1d(np.asarray(values, dtype=float)).ravel()
+    if grid.size == 0 or not np.all(np.isfinite(grid)) or (grid < 0).any():
+        raise ValueError(f"{what} must be a non-empty list of finite penalties >= 0, got {values!r}.")
+    return np.unique(grid)
+
+
+# ---------------------------------------------------------------------------------------
+# the report
+# ---------------------------------------------------------------------------------------
+
+@dataclass
+class EvaluationReport:
+    """What :func:`evaluate` measured on the test queries.
+
+    Attributes
+    ----------
+    strategies : list of str
+        Canonical strategy names (column order).
+    n_train, n_test : int
+        Queries on each side of the split.
+    static : DataFrame
+        One row per strategy: ``accuracy``, ``mean_tokens``, ``mean_latency_s``.
+    adaptive, oracle : dict of str to DataFrame
+        Per sweep (``"tokens"``, ``"latency"``, ``"both"``): one row per penalty pair with
+        ``lambda_tokens``, ``lambda_latency``, ``accuracy``, ``mean_tokens``, ``mean_latency_s``.
+    mix : dict of str to DataFrame
+        Per sweep: share of test queries routed to each strategy (columns) at each penalty
+        pair (rows, same order as ``adaptive``).
+    gap_closed : DataFrame
+        One row per (cost axis, budget): ``static_accuracy``, ``router_accuracy``,
+        ``oracle_accuracy``, ``gap_closed``.
+    auc : dict
+        ``{axis: {"static": a, "router": a, "oracle": a, "lo": c, "hi": c}}``.
+    config : dict
+        Split, penalties, estimators and versions.
+    timings : dict
+        Seconds per stage.
+    files : dict
+        Paths written by :meth:`save` (empty until then).
+    """
+
+    strategies: list
+    n_train: int
+    n_test: int
+    static: pd.DataFrame
+    adaptive: dict
+    oracle: dict
+    mix: dict
+    gap_closed: pd.DataFrame
+    auc: dict
+    config: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    files: dict = field(default_factory=dict)
+
+    @property
+    def best_static(self) -> str:
+        """Name of the static strategy with the highest test accuracy."""
+        return str(self.static["accuracy"].idxmax())
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the content of ``metrics.json``)."""
+        def records(df):
+            return json.loads(df.to_json(orient="records"))
+
+        static = self.static.reset_index().rename(columns={"index": "strategy"})
+        return {
+            "ttcrouter_version": __version__,
+            "strategies": list(self.strategies),
+            "n_train": int(self.n_train),
+            "n_test": int(self.n_test),
+            "best_static": self.best_static,
+            "static": records(static),
+            "adaptive": {k: records(v) for k, v in self.adaptive.items()},
+            "oracle": {k: records(v) for k, v in self.oracle.items()},
+            "mix": {k: records(v) for k, v in self.mix.items()},
+            "gap_closed": records(self.gap_closed),
+            "auc": _jsonable(self.auc),
+            "config": _jsonable(self.config),
+            "timings": _jsonable(self.timings),
+        }
+
+    def summary(self) -> str:
+        """A short plain-text summary: static table, router and oracle, gap closed."""
+        lines = [f"ttcrouter evaluation: {self.n_train} train / {self.n_test} test queries, "
+                 f"{len(self.strategies)} strategies"]
+        st = self.static.sort_values("mean_tokens")
+        lines.append(f"{'strategy':<32} {'accuracy':>8} {'tokens':>9} {'latency_s':>10}")
+        for name, row in st.iterrows():
+            mark = " *" if name == self.best_static else ""
+            lines.append(f"{name:<32} {row['accuracy']:>8.3f} {row['mean_tokens']:>9.1f} "
+                         f"{row['mean_latency_s']:>10.3f}{mark}")
+        for label, table in (("router (lambda=0)", self.adaptive["tokens"]),
+                             ("oracle (lambda=0)", self.oracle["tokens"])):
+            r = table.iloc[0]
+            lines.append(f"{label:<32} {r['accuracy']:>8.3f} {r['mean_tokens']:>9.1f} "
+                         f"{r['mean_latency_s']:>10.3f}")
+        lines.append("gap closed at matched mean cost "
+                     "(router - best static) / (oracle - best static):")
+        for _, r in self.gap_closed.iterrows():
+            lines.append(f"  {r['axis']:<8} budget {r['budget']:>10.3f}: static "
+                         f"{_fmt(r['static_accuracy'])}, router {_fmt(r['router_accuracy'])}, "
+                         f"oracle {_fmt(r['oracle_accuracy'])}, gap closed "
+                         f"{_fmt(r['gap_closed'], pct=True)}")
+        for axis, a in self.auc.items():
+            lines.append(f"  area under frontier ({axis}): static {a['static']:.3f}, "
+                         f"router {a['router']:.3f}, oracle {a['oracle']:.3f}")
+        return "\n".join(lines)
+
+    def save(self, report_dir) -> dict:
+        """Write ``metrics.json``, the plots and ``report.md`` into ``report_dir``.
+
+        Returns
+        -------
+        dict
+            Name -> path of each file written (also stored in :attr:`files`).
+        """
+        out = Path(report_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {}
+        files.update(_plot_frontiers(self, out))
+        files["strategy_mix"] = _plot_mix(self, out / "strategy_mix.png")
+        self.files = {k: str(v) for k, v in files.items()}
+        metrics = out / "metrics.json"
+        metrics.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False,
+                                      default=str) + "\n")
+        self.files["metrics"] = str(metrics)
+        report = out / "report.md"
+        report.write_text(_markdown(self))
+        self.files["report"] = str(report)
+        return dict(self.files)
+
+
+def _fmt(v, pct=False):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "n/a"
+    return f"{100 * v:.0f}%" if pct else f"{v:.3f}"
+
+
+def _jsonable(obj):
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (np.floating, float)):
+        v = float(obj)
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, (str, int, bool)) or obj is None:
+        return obj
+    return str(obj)
+
+
+# ---------------------------------------------------------------------------------------
+# plots and markdown
+# ---------------------------------------------------------------------------------------
+
+def _new_figure(figsize):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _envelope_xy(cost, acc):
+    """Step coordinates of the upper envelope through the points, sorted by cost."""
+    order = np.argsort(cost, kind="stable")
+    c, a = np.asarray(cost)[order], np.maximum.accumulate(np.asarray(acc)[order])
+    return c, a
+
+
+def _plot_frontiers(rep: EvaluationReport, out: Path) -> dict:
+    files = {}
+    for axis, col in _AXES.items():
+        fig = _new_figure((7.0, 4.8))
+        ax = fig.add_subplot()
+        st = rep.static
+        ax.scatter(st[col], st["accuracy"], color="0.35", zorder=3, label="static strategies")
+        for name, row in st.iterrows():
+            ax.annotate(name, (row[col], row["accuracy"]), fontsize=6.5, xytext=(3, 3),
+                        textcoords="offset points", color="0.25")
+        c, a = _envelope_xy(st[col].to_numpy(), st["accuracy"].to_numpy())
+        ax.step(c, a, where="post", color="0.55", ls=":", lw=1, label="static frontier")
+        ad = rep.adaptive[axis].sort_values(col)
+        ax.plot(ad[col], ad["accuracy"], "o-", color="tab:blue", ms=3, lw=1.5,
+                label=f"adaptive router (lambda_{axis} sweep)")
+        orc = rep.oracle[axis].sort_values(col)
+        ax.plot(orc[col], orc["accuracy"], "s--", color="tab:green", ms=2.5, lw=1.2,
+                label="per-query oracle")
+        positive = np.r_[st[col].to_numpy(), ad[col].to_numpy(), orc[col].to_numpy()]
+        if (positive > 0).all() and positive.max() / positive.min() > 8:
+            ax.set_xscale("log")
+        ax.set_xlabel("mean generated tokens per query" if axis == "tokens"
+                      else "mean latency per query (s)")
+        ax.set_ylabel("accuracy on test queries")
+        ax.set_title(f"Accuracy vs {axis} ({rep.n_test} test queries)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7.5, loc="lower right")
+        fig.tight_layout()
+        path = out / f"accuracy_vs_{axis}.png"
+        fig.savefig(path)
+        files[f"accuracy_vs_{axis}"] = path
+    return files
+
+
+def _plot_mix(rep: EvaluationReport, path: Path) -> Path:
+    sweeps = [s for s in ("tokens", "latency") if s in rep.mix]
+    fig = _new_figure((7.0, 3.2 * len(sweeps) + 0.8))
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab20"]
+    colors = {s: cmap(i % 20) for i, s in enumerate(rep.strategies)}
+    for k, sweep in enumerate(sweeps):
+        ax = fig.add_subplot(len(sweeps), 1, k + 1)
+        mix = rep.mix[sweep]
+        lam = rep.adaptive[sweep][f"lambda_{sweep}"].to_numpy()
+        x = np.arange(len(lam))
+        bottom = np.zeros(len(lam))
+        for s in rep.strategies:
+            share = mix[s].to_numpy()
+            if share.max() > 0:
+                ax.bar(x, share, bottom=bottom, width=1.0, color=colors[s], label=s,
+                       edgecolor="none")
+                bottom += share
+        step = max(1, len(lam) // 8)
+        ax.set_xticks(x[::step])
+        ax.set_xticklabels([f"{v:.2g}" for v in lam[::step]], fontsize=7)
+        ax.set_xlim(-0.5, len(lam) - 0.5)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel(f"lambda_{sweep} (grid index; labels are penalty values)")
+        ax.set_ylabel("share of test queries")
+        ax.set_title(f"Strategy mix as lambda_{sweep} grows")
+        ax.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    fig.tight_layout()
+    fig.savefig(path)
+    return path
+
+
+def _md_table(df: pd.DataFrame, floatfmt=".3f") -> str:
+    cols = list(df.columns)
+    lines = ["| " + " | ".join(str(c) for c in cols) + " |",
+             "| " + " | ".join("---" for _ in cols) + " |"]
+    for _, row in df.iterrows():
+        cells = []
+        for c in cols:
+            v = row[c]
+            if isinstance(v, (float, np.floating)):
+                cells.append("n/a" if math.isnan(v) else format(v, floatfmt))
+            else:
+                cells.append(str(v))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _markdown(rep: EvaluationReport) -> str:
+    cfg = rep.config
+    st = (rep.static.sort_values("mean_tokens").reset_index()
+          .rename(columns={"index": "strategy"}))
+    st["strategy"] = [f"**{s}**" if s == rep.best_static else s for s in st["strategy"]]
+    r0, o0 = rep.adaptive["tokens"].iloc[0], rep.oracle["tokens"].iloc[0]
+    top = pd.DataFrame([
+        {"policy": f"best static ({rep.best_static})",
+         "accuracy": rep.static.loc[rep.best_static, "accuracy"],
+         "mean_tokens": rep.static.loc[rep.best_static, "mean_tokens"],
+         "mean_latency_s": rep.static.loc[rep.best_static, "mean_latency_s"]},
+        {"policy": "adaptive router, lambda = 0", "accuracy": r0["accuracy"],
+         "mean_tokens": r0["mean_tokens"], "mean_latency_s": r0["mean_latency_s"]},
+        {"policy": "per-query oracle, lambda = 0", "accuracy": o0["accuracy"],
+         "mean_tokens": o0["mean_tokens"], "mean_latency_s": o0["mean_latency_s"]},
+    ])
+    gap = rep.gap_closed.copy()
+    gap["gap_closed"] = [_fmt(v, pct=True) for v in gap["gap_closed"]]
+    auc = pd.DataFrame([{"axis": k, "static": v["static"], "router": v["router"],
+                         "oracle": v["oracle"]} for k, v in rep.auc.items()])
+    parts = [
+        "# ttcrouter evaluation report",
+        "",
+        f"Runs: `{cfg.get('source', 'in-memory table')}`. "
+        f"{rep.n_train} training queries, {rep.n_test} test queries "
+        f"(split by query, test_size={cfg.get('test_size')}, seed={cfg.get('random_state')}), "
+        f"{len(rep.strategies)} strategies. Encoder: `{cfg.get('encoder')}`. "
+        f"Router: `{cfg.get('router')}`. ttcrouter {__version__}.",
+        "",
+        "All numbers below are measured on the test queries only; the router and the "
+        "encoder never saw them. The oracle knows each test query's true accuracy and "
+        "costs for every strategy: it is an upper bound, not an achievable policy.",
+        "",
+        "## Headline",
+        "",
+        _md_table(top),
+        "",
+        "Gap closed at matched mean cost: at each budget B, each policy's best accuracy "
+        "with mean cost <= B (upper envelope of its points); gap closed = "
+        "(router - best static) / (oracle - best static).",
+        "",
+        _md_table(gap),
+        "",
+        "Area under each accuracy-cost frontier, cost on a log axis scaled to [0, 1] over "
+        "the static cost range (accuracy 0 where nothing fits the budget):",
+        "",
+        _md_table(auc),
+        "",
+        "## Static strategies",
+        "",
+        _md_table(st),
+        "",
+        "## Plots",
+        "",
+        "![accuracy vs tokens](accuracy_vs_tokens.png)",
+        "",
+        "![accuracy vs latency](accuracy_vs_latency.png)",
+        "",
+        "Share of test queries routed to each strategy as the penalty grows:",
+        "",
+        "![strategy mix](strategy_mix.png)",
+        "",
+        "## Adaptive router sweeps",
+        "",
+    ]
+    for sweep in _SWEEPS:
+        parts += [f"### lambda sweep: {sweep}", "",
+                  _md_table(rep.adaptive[sweep], floatfmt=".4g"), ""]
+    parts += ["## Timings (s)", "",
+              _md_table(pd.DataFrame([rep.timings]), floatfmt=".1f"), ""]
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------------------------
+# evaluate
+# ---------------------------------------------------------------------------------------
+
+class _Stages:
+    def __init__(self, progress: bool):
+        self.progress = progress
+        self.t0 = time.perf_counter()
+        self.last = self.t0
+        self.timings = {}
+
+    def start(self, name: str, msg: str):
+        self._name = name
+        self.last = time.perf_counter()
+        if self.progress:
+            print(f"[ttcrouter] {msg} ...", file=sys.stderr, flush=True)
+
+    def done(self):
+        now = time.perf_counter()
+        self.timings[self._name] = round(now - self.last, 3)
+        if self.progress:
+            print(f"[ttcrouter]   done in {now - self.last:.1f}s", file=sys.stderr, flush=True)
+
+
+def _summary(runs) -> tuple[RunsSummary, str]:
+    if isinstance(runs, RunsSummary):
+        return runs, "RunsSummary"
+    if isinstance(runs, (str, Path)):
+        return aggregate_runs(read_runs(runs)), str(runs)
+    if isinstance(runs, pd.DataFrame):
+        return aggregate_runs(runs), "in-memory table"
+    raise TypeError(
+        f"runs must be a runs table (DataFrame), a path to one, or a RunsSummary; "
+        f"got {type(runs).__name__}."
+    )
+
+
+def _sweep(A, T, L, lambda_tokens, lambda_latency):
+    """Per-query argmax of ``A - lt * T - ll * L`` for each penalty pair: (n_lambdas, n_q)."""
+    return np.stack([oracle_choice(A, T, L, lt, ll)
+                     for lt, ll in zip(lambda_tokens, lambda_latency)])
+
+
+def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
+             lambda_tokens_grid=None, lambda_latency_grid=None, report_dir=None,
+             progress=True) -> EvaluationReport:
+    """Compare static strategies, the adaptive router and the per-query oracle on test queries.
+
+    Parameters
+    ----------
+    runs : DataFrame, str, Path or RunsSummary
+        A runs table (or its path, or its aggregate).
+    test_size : float or int, default=0.25
+        Share (float) or number (int) of queries held out for testing.
+    random_state : int or None, default=0
+        Seed of the query split.
+    encoder : transformer, default=None
+        Maps the list of query strings to features; ``None`` means
+        ``EmbeddingTransformer()`` (the embedded MiniLM encoder). Cloned, fitted on the
+        training queries only.
+    router : UtilityRouter, default=None
+        ``None`` means ``UtilityRouter()``. Cloned and fitted once on the training queries;
+        its own lambdas are ignored (the sweeps set them).
+    lambda_tokens_grid, lambda_latency_grid : array-like, default=None
+        Penalties to sweep. ``None`` picks 0 and a log grid up to a penalty at which cost
+        dominates (scaled by the spread of the strategies' mean training costs). The
+        ``"both"`` sweep pairs the two grids element-wise when they have equal lengths,
+        else takes their product.
+    report_dir : str or Path, default=None
+        When given, write ``metrics.json``, ``report.md`` and the PNG plots there.
+    progress : bool, default=True
+        Print stage messages to stderr.
+
+    Returns
+    -------
+    EvaluationReport
+
+    Raises
+    ------
+    ValueError
+        When the split leaves fewer than :data:`MIN_TRAIN_QUERIES` training or
+        :data:`MIN_TEST_QUERIES` test queries, or a penalty grid is invalid.
+    """
+    stages = _Stages(progress)
+    stages.start("aggregate", "reading and aggregating runs")
+    summary, source = _summary(runs)
+    qids = summary.queries.index.astype(str).to_numpy()
+    n_q = len(qids)
+    if n_q < MIN_TRAIN_QUERIES + MIN_TEST_QUERIES:
+        raise ValueError(
+            f"evaluate needs at least {MIN_TRAIN_QUERIES + MIN_TEST_QUERIES} queries with a "
+            f"successful run of every strategy, got {n_q}: collect runs on more queries."
+        )
+    train_ids, test_ids = split_queries(qids, test_size=test_size, random_state=random_state)
+    if len(train_ids) < MIN_TRAIN_QUERIES or len(test_ids) < MIN_TEST_QUERIES:
+        raise ValueError(
+            f"test_size={test_size!r} splits {n_q} queries into {len(train_ids)} train and "
+            f"{len(test_ids)} test; evaluate needs at least {MIN_TRAIN_QUERIES} train and "
+            f"{MIN_TEST_QUERIES} test queries. Change test_size or collect more queries."
+        )
+    strategies = list(summary.strategies)
+    idx = pd.Index(summary.queries.index.astype(str))
+    tr, te = idx.get_indexer(train_ids), idx.get_indexer(test_ids)
+    texts = summary.queries["query"].astype(str).to_numpy()
+    Y, T, L = (m.to_numpy(dtype=float) for m in (summary.Y, summary.T, summary.L))
+    stages.done()
+
+    stages.start("embed", f"embedding {n_q} queries")
+    if encoder is None:
+        from .embedding import EmbeddingTransformer
+
+        encoder = EmbeddingTransformer()
+    encoder = clone(encoder)
+    E_train = np.asarray(encoder.fit_transform(list(texts[tr])))
+    E_test = np.asarray(encoder.transform(list(texts[te])))
+    stages.done()
+
+    stages.start("fit", f"fitting the router on {len(tr)} training queries")
+    if router is None:
+        from .router import UtilityRouter
+
+        router = UtilityRouter()
+    router = clone(router)
+    frame = lambda M, rows: pd.DataFrame(M[rows], columns=strategies)  # noqa: E731
+    router.fit(E_train, frame(Y, tr), tokens=frame(T, tr), latency=frame(L, tr))
+    stages.done()
+
+    stages.start("sweep", f"routing {len(te)} test queries over the lambda sweeps")
+    router_strategies = [str(s) for s in getattr(router, "strategies_", strategies)]
+    order = pd.Index(router_strategies).get_indexer(strategies)
+    if (order < 0).any():
+        raise RuntimeError(
+            f"The fitted router knows strategies {router_strategies}, the runs have {strategies}."
+        )
+    A_hat = np.asarray(router.predict_accuracy(E_test), dtype=float)[:, order]
+    T_hat, L_hat = (np.asarray(m, dtype=float)[:, order] for m in router.predict_costs(E_test))
+    Yt, Tt, Lt = Y[te], T[te], L[te]
+
+    grid_t = _grid(lambda_tokens_grid, T[tr].mean(axis=0), "lambda_tokens_grid")
+    grid_l = _grid(lambda_latency_grid, L[tr].mean(axis=0), "lambda_latency_grid")
+    if len(grid_t) == len(grid_l):
+        both = (grid_t, grid_l)
+    else:
+        gt, gl = np.meshgrid(grid_t, grid_l, indexing="ij")
+        both = (gt.ravel(), gl.ravel())
+    pairs = {
+        "tokens": (grid_t, np.zeros_like(grid_t)),
+        "latency": (np.zeros_like(grid_l), grid_l),
+        "both": both,
+    }
+
+    adaptive, oracle, mix = {}, {}, {}
+    for sweep, (lt, ll) in pairs.items():
+        for name, (A, Tm, Lm), store in (("router", (A_hat, T_hat, L_hat), adaptive),
+                                         ("oracle", (Yt, Tt, Lt), oracle)):
+            choice = _sweep(A, Tm, Lm, lt, ll)
+            acc, tok, lat = _realized(choice, Yt, Tt, Lt)
+            store[sweep] = pd.DataFrame({
+                "lambda_tokens": lt, "lambda_latency": ll, "accuracy": acc,
+                "mean_tokens": tok, "mean_latency_s": lat,
+            })
+            if name == "router":
+                share = np.stack([(choice == j).mean(axis=1) for j in range(len(strategies))],
+                                 axis=1)
+                mix[sweep] = pd.DataFrame(share, columns=strategies)
+
+    static = (static_strategy_table(Yt, Tt, Lt, strategies=strategies)
+              .rename(columns={"mean_latency": "mean_latency_s"}))
+    static.index.name = None
+
+    gap_rows, auc = [], {}
+    for axis, col in _AXES.items():
+        sc, sa = static[col].to_numpy(), static["accuracy"].to_numpy()
+        rc, ra = adaptive[axis][col].to_numpy(), adaptive[axis]["accuracy"].to_numpy()
+        oc, oa = oracle[axis][col].to_numpy(), oracle[axis]["accuracy"].to_numpy()
+        lo, hi = float(sc.min()), float(sc.max())
+        if lo > 0 and hi > lo:
+            budgets = np.geomspace(lo, hi, 5)
+        else:
+            budgets = np.linspace(lo, hi, 5) if hi > lo else np.array([hi])
+        s_at, r_at, o_at = (frontier_at(c, a, budgets) for c, a in ((sc, sa), (rc, ra),
+                                                                      (oc, oa)))
+        for b, s, r, o in zip(budgets, s_at, r_at, o_at):
+            denom = o - s
+            gap = (r - s) / denom if np.isfinite(denom) and denom > 1e-12 and np.isfinite(r) \
+                else np.nan
+            gap_rows.append({"axis": axis, "budget": float(b), "static_accuracy": s,
+                             "router_accuracy": r, "oracle_accuracy": o, "gap_closed": gap})
+        use_log = bool(min(sc.min(), rc.min(), oc.min()) > 0)
+        auc[axis] = {name: frontier_auc(c, a, cost_range=(lo, hi), log_cost=use_log)
+                     for name, c, a in (("static", sc, sa), ("router", rc, ra),
+                                        ("oracle", oc, oa))}
+        auc[axis].update(lo=lo, hi=hi, log_axis=use_log)
+    stages.done()
+
+    config = {
+        "source": source,
+        "test_size": test_size,
+        "random_state": random_state,
+        "encoder": _short_repr(encoder),
+        "router": _short_repr(router),
+        "lambda_tokens_grid": grid_t.tolist(),
+        "lambda_latency_grid": grid_l.tolist(),
+        "train_query_ids": [str(q) for q in train_ids],
+        "test_query_ids": [str(q) for q in test_ids],
+        "versions": _versions(),
+    }
+    report = EvaluationReport(
+        strategies=strategies, n_train=len(tr), n_test=len(te), static=static,
+        adaptive=adaptive, oracle=oracle, mix=mix,
+        gap_closed=pd.DataFrame(gap_rows), auc=auc, config=config, timings=stages.timings,
+    )
+    report.timings["total"] = round(time.perf_counter() - stages.t0, 3)
+    if report_dir is not None:
+        if progress:
+            print(f"[ttcrouter] writing the report to {report_dir}", file=sys.stderr, flush=True)
+        report.save(report_dir)
+    return report
+
+
+def _short_repr(est, limit=200) -> str:
+    text = " ".join(repr(est).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _versions() -> dict:
+    import sklearn
+
+    return {"ttcrouter": __version__, "scikit-learn": sklearn.__version__,
+            "numpy": np.__version__, "pandas": pd.__version__,
+            "python": sys.version.split()[0]}
