@@ -117,6 +117,7 @@ class StepScorer:
     def __init__(self):
         self.last_reward_tokens = 0
         self.reward_tokens = 0
+        self.last_batch_reward_tokens = []
 
     def _count(self, n_tokens: int) -> None:
         self.last_reward_tokens = int(n_tokens)
@@ -127,13 +128,17 @@ class StepScorer:
         raise NotImplementedError
 
     def score_batch(self, questions, solutions, **kwargs) -> list[list[list[float]]]:
-        """Score ``solutions[i]`` (a list of candidates) for ``questions[i]``, for every i."""
-        total, out = 0, []
+        """Score ``solutions[i]`` (a list of candidates) for ``questions[i]``, for every i.
+
+        Sets ``last_batch_reward_tokens`` to the tokens read for each question.
+        """
+        per_question, out = [], []
         for i, (q, sols) in enumerate(zip(questions, solutions)):
             extra = {k: v[i] for k, v in kwargs.items() if v is not None}
             out.append(self.score(q, sols, **extra))
-            total += self.last_reward_tokens
-        self.last_reward_tokens = total
+            per_question.append(self.last_reward_tokens)
+        self.last_reward_tokens = int(sum(per_question))
+        self.last_batch_reward_tokens = per_question
         return out
 
     def close(self) -> None:
@@ -295,6 +300,8 @@ class QwenMathPRM(StepScorer):
     ----------
     last_reward_tokens : int
         Tokens read (without padding) by the latest :meth:`score` / :meth:`score_batch`.
+    last_batch_reward_tokens : list of int
+        Tokens read per question by the latest :meth:`score_batch`.
     reward_tokens : int
         Running total of tokens read.
     """
@@ -386,10 +393,13 @@ class QwenMathPRM(StepScorer):
             for steps in _check_solutions(sols):
                 flat.append((q, steps))
                 owners.append(qi)
-        rewards = self._score_flat(flat)
+        rewards, counts = self._score_flat(flat)
         out: list[list[list[float]]] = [[] for _ in questions]
-        for qi, r in zip(owners, rewards):
+        per_question = [0] * len(out)
+        for qi, r, c in zip(owners, rewards, counts):
             out[qi].append(r)
+            per_question[qi] += c
+        self.last_batch_reward_tokens = per_question
         return out
 
     def _score_flat(self, items) -> list[list[float]]:
@@ -403,6 +413,7 @@ class QwenMathPRM(StepScorer):
         ids = [tok(t, **enc_kwargs)["input_ids"] for t in texts]
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))  # less padding
         rewards: list[list[float] | None] = [None] * len(ids)
+        counts = [len(x) for x in ids]
         n_tokens = 0
         for start in range(0, len(order), self.batch_size):
             chunk = order[start:start + self.batch_size]
@@ -419,7 +430,7 @@ class QwenMathPRM(StepScorer):
                 got = probs[row][is_step[row]].cpu().tolist()
                 rewards[i] = _fit_to_steps(got, len(items[i][1]))
         self._count(n_tokens)
-        return rewards  # type: ignore[return-value]
+        return rewards, counts  # type: ignore[return-value]
 
     def close(self) -> None:
         self._model = None
@@ -506,6 +517,7 @@ class VLLMRewardModel(StepScorer):
         out: list[list[list[float]]] = [[] for _ in questions]
         if not flat:
             self._count(0)
+            self.last_batch_reward_tokens = [0] * len(out)
             return out
         tok = self._tokenizer
         ids = [
@@ -518,8 +530,10 @@ class VLLMRewardModel(StepScorer):
             use_tqdm=False,
         )
         n_tokens = 0
+        per_question = [0] * len(out)
         for (q, steps), p, qi, res in zip(flat, ids, owners, outputs):
             n_tokens += len(p)
+            per_question[qi] += len(p)
             data = np.asarray(res.outputs.data.float().cpu().numpy())
             if data.ndim == 1:
                 data = data[None, :]
@@ -529,6 +543,7 @@ class VLLMRewardModel(StepScorer):
                 data = data[[i for i, t in enumerate(p) if t == self._step_id]]
             out[qi].append(_fit_to_steps(_softmax_index1(data) if len(data) else [], len(steps)))
         self._count(n_tokens)
+        self.last_batch_reward_tokens = per_question
         return out
 
     def close(self) -> None:
