@@ -1,0 +1,117 @@
+import numpy as np
+import pandas as pd
+import pytest
+import sklearn
+
+from ttcrouter.metrics import (
+    frontier_auc,
+    make_accuracy_scorer,
+    make_latency_scorer,
+    make_tokens_scorer,
+    make_utility_scorer,
+    oracle_choice,
+    pareto_frontier,
+    realized_utility,
+    routed_accuracy,
+    routed_mean_latency,
+    routed_mean_tokens,
+    static_strategy_table,
+)
+
+NAMES = ["majority_vote@n=1", "majority_vote@n=8", "beam_search@n=8,w=4"]
+Y = pd.DataFrame([[1.0, 1.0, 1.0], [0.0, 0.5, 1.0]], columns=NAMES)
+T = pd.DataFrame([[10.0, 80.0, 300.0], [20.0, 160.0, 600.0]], columns=NAMES)
+L = pd.DataFrame([[1.0, 1.2, 5.0], [2.0, 2.4, 9.0]], columns=NAMES)
+
+
+def test_realized_utility_by_hand():
+    choice = np.array([0, 2])
+    expect = np.mean([1 - 0.01 * 10 - 0.1 * 1, 1 - 0.01 * 600 - 0.1 * 9])
+    assert realized_utility(Y, T, L, choice, 0.01, 0.1) == pytest.approx(expect)
+    # names work as choices too, and so do arrays with strategies=
+    names = np.array(["majority_vote@n=1", "beam_search@n=8,w=4"])
+    assert realized_utility(Y, T, L, names, 0.01, 0.1) == pytest.approx(expect)
+    assert realized_utility(Y.to_numpy(), T.to_numpy(), L.to_numpy(), names, 0.01, 0.1,
+                            strategies=NAMES) == pytest.approx(expect)
+    assert routed_accuracy(Y, choice) == 1.0
+    assert routed_mean_tokens(T, choice) == pytest.approx(305.0)
+    assert routed_mean_latency(L, choice) == pytest.approx(5.0)
+    # lambda 0 needs no cost matrices
+    assert realized_utility(Y, None, None, choice) == 1.0
+
+
+def test_realized_utility_errors():
+    with pytest.raises(ValueError, match=">= 0"):
+        realized_utility(Y, T, L, [0, 0], -1.0, 0.0)
+    with pytest.raises(ValueError, match="one strategy per query"):
+        realized_utility(Y, T, L, [0], 0.0, 0.0)
+    with pytest.raises(ValueError, match="not a column"):
+        realized_utility(Y, T, L, ["best_of_n@n=2", "best_of_n@n=2"])
+    with pytest.raises(ValueError, match="strategies"):
+        realized_utility(Y.to_numpy(), None, None, ["majority_vote@n=1"] * 2)
+    with pytest.raises(ValueError, match="needed"):
+        realized_utility(Y, None, L, [0, 0], 0.1, 0.0)
+    with pytest.raises(ValueError, match="NaN"):
+        realized_utility(Y.replace(1.0, np.nan), T, L, [0, 0])
+
+
+def test_oracle_choice_and_ties():
+    assert oracle_choice(Y).tolist() == [0, 2]  # tie in row 0 -> first strategy
+    assert oracle_choice(Y, T, L, 0.002, 0.0).tolist() == [0, 1]
+    assert oracle_choice(Y, T, L, 1.0, 0.0).tolist() == [0, 0]
+
+
+def test_static_strategy_table():
+    tab = static_strategy_table(Y, T, L)
+    assert list(tab.index) == NAMES
+    assert tab.loc["majority_vote@n=8", "accuracy"] == pytest.approx(0.75)
+    assert tab.loc["beam_search@n=8,w=4", "mean_tokens"] == pytest.approx(450.0)
+    assert tab.loc["majority_vote@n=1", "mean_latency"] == pytest.approx(1.5)
+    assert static_strategy_table(Y)["mean_tokens"].isna().all()
+
+
+def test_pareto_frontier_and_auc():
+    costs = [1, 2, 3, 4, 2.5]
+    accs = [0.2, 0.5, 0.4, 0.9, 0.5]
+    assert pareto_frontier(costs, accs).tolist() == [0, 1, 3]
+    # step function: 0.2 on [1, 2), 0.5 on [2, 4), 0.9 at 4 -> (0.2 * 1 + 0.5 * 2) / 3
+    assert frontier_auc(costs, accs) == pytest.approx((0.2 + 1.0) / 3)
+    assert frontier_auc(costs, accs, cost_range=(1, 5)) == pytest.approx((0.2 + 1.0 + 0.9) / 4)
+    assert 0 <= frontier_auc(costs, accs, log_cost=True) <= 1
+    with pytest.raises(ValueError, match="differ in length"):
+        pareto_frontier([1, 2], [0.1])
+
+
+class _Fixed(sklearn.base.BaseEstimator):
+    """Returns fixed strategy names, as a fitted router would."""
+
+    def __init__(self, names=None):
+        self.names = names
+
+    def fit(self, X, y=None):
+        return self
+
+    def predict(self, X):
+        return np.asarray(self.names, dtype=object)[: len(X)]
+
+
+def test_scorers_without_routing_need_no_metadata_for_accuracy():
+    est = _Fixed(["majority_vote@n=1", "beam_search@n=8,w=4"])
+    X = np.zeros((2, 1))
+    assert make_accuracy_scorer()(est, X, Y) == 1.0
+    assert make_utility_scorer()(est, X, Y) == 1.0
+    with pytest.raises(ValueError, match="tokens"):
+        make_tokens_scorer()(est, X, Y)
+
+
+def test_scorers_with_metadata_routing():
+    est = _Fixed(["majority_vote@n=1", "beam_search@n=8,w=4"])
+    X = np.zeros((2, 1))
+    with sklearn.config_context(enable_metadata_routing=True):
+        u = make_utility_scorer(0.01, 0.1)
+        assert u(est, X, Y, tokens=T, latency=L) == pytest.approx(
+            realized_utility(Y, T, L, [0, 2], 0.01, 0.1))
+        assert make_tokens_scorer()(est, X, Y, tokens=T) == pytest.approx(-305.0)
+        assert make_latency_scorer()(est, X, Y, latency=L) == pytest.approx(-5.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        make_utility_scorer(-0.1)

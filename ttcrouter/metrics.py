@@ -1,0 +1,359 @@
+"""Scores of routing decisions, oracle and static baselines, Pareto helpers.
+
+Every score here is computed with lambdas FIXED by the caller (or by the scorer factory),
+never with the router's own ``lambda_tokens``/``lambda_latency``: a scorer that used the
+router's lambdas would always rate ``lambda=0`` best when tuning. Inputs:
+
+* ``Y`` (n_queries, n_strategies): realized accuracy (soft labels) of every strategy,
+* ``T``, ``L`` (same shape): realized tokens and latency,
+* ``choice``: per query the chosen strategy, as column indices or as strategy names (names
+  need ``Y`` as a DataFrame whose columns are the names, or ``strategies=``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import make_scorer
+
+from .strategies import parse_strategy
+
+__all__ = [
+    "realized_utility",
+    "routed_accuracy",
+    "routed_mean_tokens",
+    "routed_mean_latency",
+    "make_utility_scorer",
+    "make_accuracy_scorer",
+    "make_tokens_scorer",
+    "make_latency_scorer",
+    "routing_scorers",
+    "oracle_choice",
+    "static_strategy_table",
+    "pareto_frontier",
+    "frontier_auc",
+]
+
+
+def _names_of(M, strategies=None):
+    if strategies is not None:
+        return [parse_strategy(s).name for s in strategies]
+    if isinstance(M, pd.DataFrame):
+        return [parse_strategy(str(c)).name for c in M.columns]
+    return None
+
+
+def _as_matrix(M, what, n_rows=None, n_cols=None, *, allow_none=False):
+    if M is None:
+        if allow_none:
+            return None
+        raise ValueError(f"{what} is required here but was None.")
+    A = np.asarray(M, dtype=float)
+    if A.ndim != 2:
+        raise ValueError(f"{what} must be 2-D (n_queries, n_strategies), got shape {A.shape}.")
+    if n_rows is not None and A.shape[0] != n_rows:
+        raise ValueError(f"{what} has {A.shape[0]} rows but {n_rows} queries were routed.")
+    if n_cols is not None and A.shape[1] != n_cols:
+        raise ValueError(f"{what} has {A.shape[1]} columns, expected {n_cols} strategies.")
+    if np.isnan(A).any():
+        raise ValueError(f"{what} contains NaN; every (query, strategy) cell needs a value.")
+    return A
+
+
+def _choice_index(choice, n_queries, n_strategies, names=None):
+    """Column index per query from indices or strategy names."""
+    c = np.asarray(choice)
+    if c.ndim != 1 or c.shape[0] != n_queries:
+        raise ValueError(
+            f"choice must hold one strategy per query ({n_queries}), got shape {c.shape}."
+        )
+    if c.dtype.kind in "iu":
+        if c.size and (c.min() < 0 or c.max() >= n_strategies):
+            raise ValueError(f"choice indices must be in [0, {n_strategies}), got {c.min()}..{c.max()}.")
+        return c.astype(np.intp)
+    if names is None:
+        raise ValueError(
+            "choice holds strategy names but the columns have none: pass Y as a DataFrame "
+            "with strategy-name columns, or strategies=[...]."
+        )
+    pos = {n: i for i, n in enumerate(names)}
+    out = np.empty(n_queries, dtype=np.intp)
+    for i, name in enumerate(c):
+        key = name if name in pos else parse_strategy(str(name)).name
+        if key not in pos:
+            raise ValueError(
+                f"Chosen strategy {name!r} is not a column of Y; columns are {names}."
+            )
+        out[i] = pos[key]
+    return out
+
+
+def _pick(M, idx):
+    return M[np.arange(M.shape[0]), idx]
+
+
+def realized_utility(Y, T, L, choice, lambda_tokens=0.0, lambda_latency=0.0, *,
+                     strategies=None):
+    """Mean realized utility ``Y - lambda_tokens * T - lambda_latency * L`` of the choices.
+
+    Parameters
+    ----------
+    Y, T, L : array-like or DataFrame of shape (n_queries, n_strategies)
+        Realized accuracy, tokens and latency; ``T`` or ``L`` may be None when its lambda
+        is 0.
+    choice : array-like of shape (n_queries,)
+        Column indices or strategy names.
+    lambda_tokens, lambda_latency : float, default=0.0
+        Fixed prices of a token and of a second, in accuracy units.
+    strategies : list of str, optional
+        Column names when ``Y`` is an array and ``choice`` holds names.
+
+    Returns
+    -------
+    float
+    """
+    if lambda_tokens < 0 or lambda_latency < 0:
+        raise ValueError(
+            f"lambdas must be >= 0, got lambda_tokens={lambda_tokens}, "
+            f"lambda_latency={lambda_latency}."
+        )
+    names = _names_of(Y, strategies)
+    Ya = _as_matrix(Y, "Y")
+    idx = _choice_index(choice, *Ya.shape, names)
+    u = _pick(Ya, idx)
+    for M, lam, what in ((T, lambda_tokens, "T (tokens)"), (L, lambda_latency, "L (latency)")):
+        if lam == 0:
+            continue
+        if M is None:
+            raise ValueError(f"{what} is needed for a non-zero lambda but was None.")
+        u = u - lam * _pick(_as_matrix(M, what, *Ya.shape), idx)
+    return float(u.mean())
+
+
+def routed_accuracy(Y, choice, *, strategies=None):
+    """Mean realized accuracy of the chosen strategies."""
+    Ya = _as_matrix(Y, "Y")
+    return float(_pick(Ya, _choice_index(choice, *Ya.shape, _names_of(Y, strategies))).mean())
+
+
+def routed_mean_tokens(T, choice, *, strategies=None):
+    """Mean realized tokens of the chosen strategies."""
+    return routed_accuracy(T, choice, strategies=strategies)
+
+
+def routed_mean_latency(L, choice, *, strategies=None):
+    """Mean realized latency (seconds) of the chosen strategies."""
+    return routed_accuracy(L, choice, strategies=strategies)
+
+
+# --- scorers for GridSearchCV & co. -------------------------------------------------------
+
+def _utility_score(y_true, y_pred, tokens=None, latency=None, *, lambda_tokens=0.0,
+                   lambda_latency=0.0, strategies=None):
+    return realized_utility(y_true, tokens, latency, y_pred, lambda_tokens, lambda_latency,
+                            strategies=strategies)
+
+
+def _accuracy_score(y_true, y_pred, *, strategies=None):
+    return routed_accuracy(y_true, y_pred, strategies=strategies)
+
+
+def _cost_score(y_true, y_pred, cost=None, *, what, strategies=None):
+    if cost is None:
+        raise ValueError(
+            f"The {what} scorer needs the {what} matrix as metadata: enable metadata routing "
+            f"(sklearn.set_config(enable_metadata_routing=True)) before making the scorer, "
+            f"and pass {what}=... to fit of the search."
+        )
+    names = _names_of(y_true, strategies)
+    C = _as_matrix(cost, what)
+    return float(_pick(C, _choice_index(y_pred, *C.shape, names)).mean())
+
+
+def _tokens_score(y_true, y_pred, tokens=None, *, strategies=None):
+    return _cost_score(y_true, y_pred, tokens, what="tokens", strategies=strategies)
+
+
+def _latency_score(y_true, y_pred, latency=None, *, strategies=None):
+    return _cost_score(y_true, y_pred, latency, what="latency", strategies=strategies)
+
+
+def _request(scorer, **params):
+    from sklearn.utils.metadata_routing import _routing_enabled
+
+    if _routing_enabled():
+        scorer = scorer.set_score_request(**params)
+    return scorer
+
+
+def make_utility_scorer(lambda_tokens=0.0, lambda_latency=0.0, *, strategies=None):
+    """Scorer of realized utility at FIXED lambdas, for ``GridSearchCV(scoring=...)``.
+
+    It calls ``estimator.predict(X)`` (strategy names) and scores them against ``y_true = Y``
+    with ``tokens`` and ``latency`` received as metadata. Make it after
+    ``sklearn.set_config(enable_metadata_routing=True)``: it then requests ``tokens`` and
+    ``latency`` (``set_score_request``) itself.
+
+    Parameters
+    ----------
+    lambda_tokens, lambda_latency : float, default=0.0
+        The trade-off the score measures; independent of the router's own lambdas.
+    strategies : list of str, optional
+        Column names of ``Y`` when it is passed as an array.
+
+    Returns
+    -------
+    scorer : callable ``scorer(estimator, X, Y, tokens=None, latency=None)``
+    """
+    if lambda_tokens < 0 or lambda_latency < 0:
+        raise ValueError(
+            f"lambdas must be >= 0, got lambda_tokens={lambda_tokens}, "
+            f"lambda_latency={lambda_latency}."
+        )
+    scorer = make_scorer(_utility_score, response_method="predict",
+                         lambda_tokens=float(lambda_tokens), lambda_latency=float(lambda_latency),
+                         strategies=strategies)
+    return _request(scorer, tokens=True, latency=True)
+
+
+def make_accuracy_scorer(*, strategies=None):
+    """Scorer of the realized accuracy of the routed choices (higher is better)."""
+    return make_scorer(_accuracy_score, response_method="predict", strategies=strategies)
+
+
+def make_tokens_scorer(*, strategies=None):
+    """Scorer of the mean realized tokens of the routed choices (NEGATED: higher is better).
+
+    Needs ``tokens`` as metadata (see :func:`make_utility_scorer`).
+    """
+    scorer = make_scorer(_tokens_score, response_method="predict", greater_is_better=False,
+                         strategies=strategies)
+    return _request(scorer, tokens=True)
+
+
+def make_latency_scorer(*, strategies=None):
+    """Scorer of the mean realized latency of the routed choices (NEGATED: higher is better).
+
+    Needs ``latency`` as metadata (see :func:`make_utility_scorer`).
+    """
+    scorer = make_scorer(_latency_score, response_method="predict", greater_is_better=False,
+                         strategies=strategies)
+    return _request(scorer, latency=True)
+
+
+def routing_scorers(lambda_tokens=0.0, lambda_latency=0.0, *, strategies=None):
+    """Dict of scorers for multi-metric search: utility, accuracy, tokens, latency.
+
+    Use with ``GridSearchCV(scoring=routing_scorers(...), refit="utility")``.
+    """
+    return {
+        "utility": make_utility_scorer(lambda_tokens, lambda_latency, strategies=strategies),
+        "accuracy": make_accuracy_scorer(strategies=strategies),
+        "tokens": make_tokens_scorer(strategies=strategies),
+        "latency": make_latency_scorer(strategies=strategies),
+    }
+
+
+# --- baselines ------------------------------------------------------------------------------
+
+def oracle_choice(Y, T=None, L=None, lambda_tokens=0.0, lambda_latency=0.0):
+    """Per-query oracle: the column index that maximizes the TRUE utility.
+
+    Ties go to the first strategy in column order.
+
+    Returns
+    -------
+    ndarray of shape (n_queries,), int
+    """
+    Ya = _as_matrix(Y, "Y")
+    U = Ya.copy()
+    if lambda_tokens < 0 or lambda_latency < 0:
+        raise ValueError("lambdas must be >= 0.")
+    if lambda_tokens:
+        U -= lambda_tokens * _as_matrix(T, "T (tokens)", *Ya.shape)
+    if lambda_latency:
+        U -= lambda_latency * _as_matrix(L, "L (latency)", *Ya.shape)
+    return np.argmax(U, axis=1)
+
+
+def static_strategy_table(Y, T=None, L=None, *, strategies=None):
+    """Accuracy, mean tokens and mean latency of always running one strategy.
+
+    Returns
+    -------
+    DataFrame indexed by strategy name with columns ``accuracy``, ``mean_tokens``,
+    ``mean_latency`` (NaN where that matrix was not given).
+    """
+    Ya = _as_matrix(Y, "Y")
+    names = _names_of(Y, strategies) or [f"strategy_{j}" for j in range(Ya.shape[1])]
+    out = pd.DataFrame(index=pd.Index(names, name="strategy"))
+    out["accuracy"] = Ya.mean(axis=0)
+    for M, col in ((T, "mean_tokens"), (L, "mean_latency")):
+        A = _as_matrix(M, col, *Ya.shape, allow_none=True)
+        out[col] = np.nan if A is None else A.mean(axis=0)
+    return out
+
+
+def pareto_frontier(costs, accs):
+    """Indices of the points on the cost/accuracy Pareto frontier, by increasing cost.
+
+    A point is on the frontier when no other point has lower-or-equal cost and strictly
+    higher accuracy (or equal accuracy at strictly lower cost).
+
+    Parameters
+    ----------
+    costs, accs : array-like of shape (n_points,)
+
+    Returns
+    -------
+    ndarray of int
+    """
+    c = np.asarray(costs, dtype=float).ravel()
+    a = np.asarray(accs, dtype=float).ravel()
+    if c.shape != a.shape:
+        raise ValueError(f"costs and accs differ in length: {c.shape[0]} vs {a.shape[0]}.")
+    if np.isnan(c).any() or np.isnan(a).any():
+        raise ValueError("costs and accs must not contain NaN.")
+    order = np.lexsort((-a, c))  # by cost, then best accuracy first
+    keep, best = [], -np.inf
+    for i in order:
+        if a[i] > best:
+            keep.append(i)
+            best = a[i]
+    return np.asarray(keep, dtype=np.intp)
+
+
+def frontier_auc(costs, accs, *, cost_range=None, log_cost=False):
+    """Area under the Pareto frontier (a step function), normalized by the cost range.
+
+    The frontier's accuracy is held constant from each frontier point to the next; below
+    the cheapest point it counts as 0. With ``log_cost=True`` the cost axis is log10.
+
+    Parameters
+    ----------
+    costs, accs : array-like of shape (n_points,)
+    cost_range : (float, float), optional
+        Integration range; defaults to (min cost, max cost).
+    log_cost : bool, default=False
+
+    Returns
+    -------
+    float
+        Mean frontier accuracy over the range, in [0, 1] for accuracies in [0, 1].
+    """
+    c = np.asarray(costs, dtype=float).ravel()
+    a = np.asarray(accs, dtype=float).ravel()
+    idx = pareto_frontier(c, a)
+    fc, fa = c[idx], a[idx]
+    if log_cost:
+        if (c <= 0).any():
+            raise ValueError("log_cost=True needs positive costs.")
+        fc = np.log10(fc)
+    lo, hi = (fc[0], fc[-1]) if cost_range is None else (
+        np.log10(cost_range[0]) if log_cost else cost_range[0],
+        np.log10(cost_range[1]) if log_cost else cost_range[1])
+    if hi <= lo:
+        return float(fa[-1]) if len(fa) else 0.0
+    edges = np.clip(np.append(fc, hi), lo, hi)
+    area = float(np.sum(np.diff(edges) * fa))
+    return area / (hi - lo)

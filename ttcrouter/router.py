@@ -1,0 +1,467 @@
+"""The utility router: pick, per query, the strategy with the best accuracy-cost trade-off.
+
+For a query ``x`` and each strategy ``s`` the router predicts
+
+    U_s(x) = a_s(x) - lambda_tokens * T_s(x) - lambda_latency * L_s(x)
+
+and returns ``argmax_s U_s(x)``. ``a_s(x)`` comes from a binary probe over rows
+``[x, encode_strategies([s])]`` (query features first, strategy encoding last); ``T`` and
+``L`` from a cost model (:class:`~ttcrouter.costs.CostTable`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from numbers import Real
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
+from sklearn.utils._param_validation import HasMethods, Interval
+from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
+
+from .strategies import encode_strategies, parse_strategy
+
+__all__ = ["UtilityRouter"]
+
+
+def _canonical_names(names, what="strategies"):
+    out = []
+    for s in names:
+        try:
+            out.append(parse_strategy(s).name)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(
+                f"{what} holds {s!r}, which is not a strategy name ({exc}). Use canonical names "
+                f"such as 'majority_vote@n=8' or 'beam_search@n=8,w=4'."
+            ) from None
+    if len(set(out)) != len(out):
+        dup = sorted({n for n in out if out.count(n) > 1})
+        raise ValueError(f"{what} names {dup} more than once.")
+    return out
+
+
+def _check_matrix(M, what, names, n_rows, *, bounded=False):
+    """Return ``M`` as a float (n_rows, len(names)) array in the column order ``names``."""
+    if isinstance(M, pd.DataFrame):
+        cols = _canonical_names([str(c) for c in M.columns], f"the columns of {what}")
+        missing = [n for n in names if n not in cols]
+        if missing:
+            raise ValueError(
+                f"{what} lacks columns for strategies {missing}; its columns are {cols}."
+            )
+        A = M.set_axis(cols, axis=1)[names].to_numpy(dtype=float)
+    else:
+        try:
+            A = np.asarray(M, dtype=float)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{what} must be numeric: {exc}") from None
+        if A.ndim != 2:
+            raise ValueError(
+                f"{what} must be 2-D (n_queries, n_strategies), got shape {A.shape}. A router "
+                f"learns from every strategy's outcome on every query: pass a DataFrame with "
+                f"strategy-name columns (e.g. aggregate_runs(runs).Y)."
+            )
+        if A.shape[1] != len(names):
+            raise ValueError(
+                f"{what} has {A.shape[1]} columns but there are {len(names)} strategies "
+                f"({names})."
+            )
+    if A.shape[0] != n_rows:
+        raise ValueError(
+            f"X and {what} have different lengths: {n_rows} queries in X, {A.shape[0]} rows "
+            f"in {what}. Pass one row per query, in the same order."
+        )
+    if not np.isfinite(A).all():
+        i, j = np.argwhere(~np.isfinite(A))[0]
+        raise ValueError(
+            f"{what} has a NaN or infinite value at query {i}, strategy {names[j]!r}. Every "
+            f"(query, strategy) cell needs a measured value; drop incomplete queries "
+            f"(aggregate_runs(missing='drop'))."
+        )
+    if bounded:
+        if (A < 0).any() or (A > 1).any():
+            i, j = np.argwhere((A < 0) | (A > 1))[0]
+            raise ValueError(
+                f"{what} must hold accuracies in [0, 1] (the fraction of correct runs); got "
+                f"{A[i, j]!r} at query {i}, strategy {names[j]!r}."
+            )
+    elif (A < 0).any():
+        i, j = np.argwhere(A < 0)[0]
+        raise ValueError(
+            f"{what} must not be negative (token counts and latencies never are); got "
+            f"{A[i, j]!r} at query {i}, strategy {names[j]!r}."
+        )
+    return A
+
+
+def _soft_to_weighted(X, p, groups):
+    try:
+        from .probe import soft_to_weighted
+    except ImportError:  # pragma: no cover - probe needs torch and skorch
+        X2 = np.concatenate([X, X])
+        y2 = np.concatenate([np.ones(len(p), np.int64), np.zeros(len(p), np.int64)])
+        w2 = np.concatenate([p, 1.0 - p])
+        g2 = np.concatenate([groups, groups])
+        keep = w2 > 0
+        return X2[keep], y2[keep], w2[keep], g2[keep]
+    return soft_to_weighted(X, p, groups, drop_zero=True)
+
+
+def _accepts(method, name):
+    try:
+        params = inspect.signature(method).parameters
+    except (TypeError, ValueError):  # pragma: no cover
+        return False
+    return name in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
+
+
+def _cross_rows(E, S):
+    """Rows ``[E[i], S[j]]`` for every pair, query-major (row ``i * n_s + j``)."""
+    n_q, n_s = E.shape[0], S.shape[0]
+    return np.hstack([np.repeat(E, n_s, axis=0), np.tile(S.astype(E.dtype), (n_q, 1))])
+
+
+class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
+    """Route each query to the strategy with the highest predicted utility.
+
+    ``U_s(x) = a_s(x) - lambda_tokens * T_s(x) - lambda_latency * L_s(x)``, where ``a_s(x)``
+    is the probe's predicted probability that strategy ``s`` answers ``x`` correctly and
+    ``T``, ``L`` are predicted tokens and latency (seconds). :meth:`predict` returns
+    ``argmax_s U_s(x)``; ties go to the first strategy in ``strategies_``.
+
+    Parameters
+    ----------
+    probe : classifier, default=None
+        Binary classifier over rows ``[x, encode_strategies([s])]``, fitted on soft labels
+        as weighted hard labels (its ``fit`` must take ``sample_weight``; ``groups`` is
+        passed too when ``fit`` takes it, so calibration folds keep a query whole). A probe
+        with ``predict_proba_grid(E, S)`` is scored without building the cross product;
+        any other sklearn classifier works through ``predict_proba``. None means
+        :class:`~ttcrouter.probe.ProbeClassifier()`. Cloned in :meth:`fit`.
+    costs : estimator, default=None
+        Cost model with ``fit(X, tokens, latency)`` and ``predict_costs(X) -> (T, L)``.
+        None means :class:`~ttcrouter.costs.CostTable()`. Cloned in :meth:`fit`.
+    lambda_tokens : float, default=0.0
+        Price of one generated token in accuracy units (>= 0).
+    lambda_latency : float, default=0.0
+        Price of one second of latency in accuracy units (>= 0).
+    strategies : list of str, default=None
+        Strategy names of the columns of ``Y`` when it is an array; with a DataFrame ``Y``,
+        the subset (and order) of its columns to route among. None: all columns of a
+        DataFrame ``Y``.
+
+    Attributes
+    ----------
+    strategies_ : list of str
+        Canonical strategy names: the column order of every matrix the router returns.
+    strategy_encoding_ : ndarray of shape (n_strategies, n_encoding)
+        :func:`~ttcrouter.strategies.encode_strategies` of ``strategies_``.
+    probe_ : classifier
+        The fitted probe.
+    costs_ : estimator
+        The fitted cost model.
+    n_features_in_ : int
+        Number of query features.
+    feature_names_in_ : ndarray of str
+        Names of the query features, when ``X`` was a DataFrame with string column names.
+
+    Notes
+    -----
+    :meth:`score` is the realized utility at the router's OWN lambdas. Do not use it to
+    tune the lambdas (it always favors ``lambda=0``); score with a fixed trade-off instead:
+    :func:`ttcrouter.metrics.make_utility_scorer` or :class:`~ttcrouter.tuning.UtilityRouterCV`.
+
+    Examples
+    --------
+    >>> from sklearn.pipeline import Pipeline
+    >>> from ttcrouter import EmbeddingTransformer, UtilityRouter, aggregate_runs
+    >>> from ttcrouter.synthetic import make_synthetic_runs
+    >>> s = aggregate_runs(make_synthetic_runs(60, random_state=0))
+    >>> pipe = Pipeline([("embed", EmbeddingTransformer()),
+    ...                  ("router", UtilityRouter(lambda_latency=0.02))])
+    >>> pipe.fit(s.texts, s.Y, router__tokens=s.T, router__latency=s.L)  # doctest: +SKIP
+    >>> pipe.predict(["Easy: what is 2 + 3?"])  # doctest: +SKIP
+    array(['majority_vote@n=1'], dtype=object)
+    """
+
+    _parameter_constraints: dict = {
+        "probe": [HasMethods(["fit", "predict_proba"]), None],
+        "costs": [HasMethods(["fit", "predict_costs"]), None],
+        "lambda_tokens": [Interval(Real, 0, None, closed="left")],
+        "lambda_latency": [Interval(Real, 0, None, closed="left")],
+        "strategies": ["array-like", None],
+    }
+
+    def __init__(self, probe=None, costs=None, lambda_tokens=0.0, lambda_latency=0.0,
+                 strategies=None):
+        self.probe = probe
+        self.costs = costs
+        self.lambda_tokens = lambda_tokens
+        self.lambda_latency = lambda_latency
+        self.strategies = strategies
+
+    # -- fitting ---------------------------------------------------------------------------
+
+    def _strategy_names(self, Y):
+        if not isinstance(Y, pd.DataFrame) and np.ndim(Y) != 2:
+            raise ValueError(
+                f"Y must be 2-D (n_queries, n_strategies), got shape {np.shape(Y)}. A router "
+                f"learns from every strategy's outcome on every query: pass a DataFrame with "
+                f"strategy-name columns (e.g. aggregate_runs(runs).Y)."
+            )
+        if self.strategies is not None:
+            names = _canonical_names(list(self.strategies), "strategies")
+        elif isinstance(Y, pd.DataFrame):
+            names = _canonical_names([str(c) for c in Y.columns], "the columns of Y")
+        else:
+            raise ValueError(
+                "Y is an array without strategy names: pass Y as a DataFrame whose columns "
+                "are strategy names (e.g. aggregate_runs(runs).Y), or set "
+                "UtilityRouter(strategies=[...]) to name its columns."
+            )
+        if not names:
+            raise ValueError("The router needs at least one strategy.")
+        return names
+
+    @_fit_context(prefer_skip_nested_validation=False)
+    def fit(self, X, Y, tokens=None, latency=None):
+        """Fit the accuracy probe and the cost model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+            Query features (e.g. embeddings).
+        Y : DataFrame or array-like of shape (n_queries, n_strategies)
+            Soft labels in [0, 1]: the fraction of correct runs of each strategy on each
+            query. DataFrame columns are strategy names.
+        tokens : DataFrame or array-like of shape (n_queries, n_strategies), default=None
+            Generated tokens per (query, strategy). Needed when ``lambda_tokens > 0``.
+        latency : DataFrame or array-like of shape (n_queries, n_strategies), default=None
+            Latency in seconds per (query, strategy). Needed when ``lambda_latency > 0``.
+
+        Returns
+        -------
+        self : UtilityRouter
+        """
+        names = self._strategy_names(Y)
+        X = validate_data(self, X, dtype=[np.float32, np.float64])
+        n = X.shape[0]
+        Ya = _check_matrix(Y, "Y", names, n, bounded=True)
+        T = None if tokens is None else _check_matrix(tokens, "tokens", names, n)
+        L = None if latency is None else _check_matrix(latency, "latency", names, n)
+        for lam, M, what in ((self.lambda_tokens, T, "tokens"),
+                             (self.lambda_latency, L, "latency")):
+            if lam > 0 and M is None:
+                raise ValueError(
+                    f"lambda_{what}={lam} prices {what}, but fit got no {what}=... matrix. "
+                    f"Pass {what} (n_queries, n_strategies) to fit (in a Pipeline: "
+                    f"router__{what}=..., or set_fit_request({what}=True) with metadata "
+                    f"routing), or set lambda_{what}=0."
+                )
+        return self._fit(X, Ya, T, L, names)
+
+    def _fit(self, X, Ya, T, L, names):
+        self.strategies_ = list(names)
+        self.strategy_encoding_ = encode_strategies(self.strategies_)
+        n, n_s = Ya.shape
+
+        probe = self.probe
+        if probe is None:
+            from .probe import ProbeClassifier
+
+            probe = ProbeClassifier()
+        self.probe_ = clone(probe)
+        rows = _cross_rows(X, self.strategy_encoding_)
+        groups = np.repeat(np.arange(n), n_s)
+        X2, y2, w2, g2 = _soft_to_weighted(rows, Ya.ravel(), groups)
+        if np.unique(y2).size < 2:
+            raise ValueError(
+                "Y holds a single outcome everywhere (every strategy always "
+                f"{'right' if y2.size and y2[0] == 1 else 'wrong'}): the probe needs both "
+                "correct and wrong runs to learn from."
+            )
+        fit_params = {}
+        if has_fit_parameter(self.probe_, "sample_weight"):
+            fit_params["sample_weight"] = w2
+        elif not np.all(np.isin(Ya, (0.0, 1.0))):
+            raise ValueError(
+                f"The probe {type(self.probe_).__name__} cannot take sample_weight, which the "
+                f"router needs to train on soft labels. Use a classifier whose fit accepts "
+                f"sample_weight (e.g. ProbeClassifier, LogisticRegression)."
+            )
+        if _accepts(self.probe_.fit, "groups"):
+            fit_params["groups"] = g2
+        self.probe_.fit(X2, y2, **fit_params)
+
+        costs = self.costs
+        if costs is None:
+            from .costs import CostTable
+
+            costs = CostTable()
+        self.costs_ = clone(costs)
+        self._has_tokens = T is not None
+        self._has_latency = L is not None
+        zeros = np.zeros_like(Ya)
+        self.costs_.fit(X, pd.DataFrame(zeros if T is None else T, columns=self.strategies_),
+                        pd.DataFrame(zeros if L is None else L, columns=self.strategies_))
+        return self
+
+    # -- prediction ------------------------------------------------------------------------
+
+    def _subset(self, strategies):
+        """Column indices of ``strategies`` within ``strategies_`` (all when None)."""
+        if strategies is None:
+            return np.arange(len(self.strategies_))
+        if isinstance(strategies, str):
+            strategies = [strategies]
+        wanted = _canonical_names(list(strategies), "strategies")
+        unknown = [s for s in wanted if s not in self.strategies_]
+        if unknown:
+            raise ValueError(
+                f"Strategies {unknown} were not among those the router was fitted on "
+                f"({self.strategies_}); the router has no cost or accuracy data for them. "
+                f"Route among a subset of the fitted strategies, or refit with them in Y."
+            )
+        if not wanted:
+            raise ValueError("strategies must name at least one strategy.")
+        return np.asarray([self.strategies_.index(s) for s in wanted], dtype=np.intp)
+
+    def _validate_X(self, X):
+        check_is_fitted(self)
+        return validate_data(self, X, dtype=[np.float32, np.float64], reset=False)
+
+    def _predict_accuracy(self, X, cols):
+        S = self.strategy_encoding_[cols]
+        if hasattr(self.probe_, "predict_proba_grid"):
+            P = np.asarray(self.probe_.predict_proba_grid(X, S), dtype=float)
+        else:
+            proba = self.probe_.predict_proba(_cross_rows(X, S))
+            classes = list(getattr(self.probe_, "classes_", [0, 1]))
+            pos = classes.index(1) if 1 in classes else len(classes) - 1
+            P = np.asarray(proba, dtype=float)[:, pos].reshape(X.shape[0], len(cols))
+        return P
+
+    def _predict_costs(self, X, cols):
+        T, L = self.costs_.predict_costs(X)
+        T = np.asarray(T, dtype=float)[:, cols]
+        L = np.asarray(L, dtype=float)[:, cols]
+        return T, L
+
+    def _predict_utility(self, X, cols):
+        U = self._predict_accuracy(X, cols)
+        if self.lambda_tokens or self.lambda_latency:
+            T, L = self._predict_costs(X, cols)
+            U = U - self.lambda_tokens * T - self.lambda_latency * L
+        return U
+
+    def predict_accuracy(self, X, strategies=None):
+        """Predicted probability of a correct answer for every (query, strategy).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+        strategies : list of str, default=None
+            Subset of ``strategies_`` (columns in this order); None for all.
+
+        Returns
+        -------
+        ndarray of shape (n_queries, n_strategies)
+        """
+        X = self._validate_X(X)
+        return self._predict_accuracy(X, self._subset(strategies))
+
+    def predict_costs(self, X, strategies=None):
+        """Predicted tokens and latency for every (query, strategy).
+
+        Returns
+        -------
+        T_hat, L_hat : ndarray of shape (n_queries, n_strategies)
+        """
+        X = self._validate_X(X)
+        return self._predict_costs(X, self._subset(strategies))
+
+    def predict_utility(self, X, strategies=None):
+        """Predicted utility ``A - lambda_tokens * T - lambda_latency * L``.
+
+        Returns
+        -------
+        ndarray of shape (n_queries, n_strategies)
+        """
+        X = self._validate_X(X)
+        return self._predict_utility(X, self._subset(strategies))
+
+    def predict_index(self, X, strategies=None):
+        """Index into ``strategies_`` of the chosen strategy per query."""
+        X = self._validate_X(X)
+        cols = self._subset(strategies)
+        return cols[np.argmax(self._predict_utility(X, cols), axis=1)]
+
+    def predict(self, X, strategies=None):
+        """Chosen strategy per query: ``argmax_s U_s(x)`` (ties: first in order).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+        strategies : list of str, default=None
+            Route only among these fitted strategies; a strategy the router was not fitted
+            on raises ValueError.
+
+        Returns
+        -------
+        ndarray of shape (n_queries,), dtype object
+            Canonical strategy names.
+        """
+        idx = self.predict_index(X, strategies)
+        return np.asarray(self.strategies_, dtype=object)[idx]
+
+    def score(self, X, Y, tokens=None, latency=None):
+        """Mean realized utility of the routed choices at the router's own lambdas.
+
+        Not for tuning the lambdas (see the class Notes): use
+        :func:`ttcrouter.metrics.make_utility_scorer` with fixed lambdas.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+        Y : DataFrame or array-like of shape (n_queries, n_strategies)
+            Realized accuracies, columns as at fit.
+        tokens, latency : DataFrame or array-like, default=None
+            Realized costs; needed when the matching lambda is > 0.
+
+        Returns
+        -------
+        float
+        """
+        X = self._validate_X(X)
+        n = X.shape[0]
+        names = self.strategies_
+        Ya = _check_matrix(Y, "Y", names, n, bounded=True)
+        idx = np.argmax(self._predict_utility(X, np.arange(len(names))), axis=1)
+        rows = np.arange(n)
+        u = Ya[rows, idx]
+        for lam, M, what in ((self.lambda_tokens, tokens, "tokens"),
+                             (self.lambda_latency, latency, "latency")):
+            if lam > 0:
+                if M is None:
+                    raise ValueError(
+                        f"score needs {what}=... because lambda_{what}={lam} > 0."
+                    )
+                u = u - lam * _check_matrix(M, what, names, n)[rows, idx]
+        return float(u.mean())
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.single_output = False
+        tags.target_tags.multi_output = True
+        probe = self.probe
+        if probe is not None:
+            try:
+                from sklearn.utils import get_tags
+
+                tags.input_tags.sparse = False
+                tags.non_deterministic = get_tags(probe).non_deterministic
+            except Exception:  # pragma: no cover
+                pass
+        return tags
