@@ -19,6 +19,8 @@ from ttcrouter.grading import extract_answer, is_correct, normalize_answer, pars
         ("Answer: 3\nno wait. Answer: 8.", "8"),
         ("**Answer:** 17", "17"),
         ("The final answer is: $12.50.", "12.50"),
+        ("So the answer is 8.\nThe answer can be given as: eight", "8"),
+        ("The answer is the sum of 3 and 4, so 7", "7"),
         ("Answer: 7 apples.", "7"),
         ("answer: x = 4", "4"),
         ("Answer:\n  9", "9"),

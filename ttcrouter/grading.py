@@ -20,7 +20,9 @@ __all__ = ["extract_answer", "normalize_answer", "is_correct", "parse_number"]
 
 _BOXED_RE = re.compile(r"\\(?:boxed|fbox)\s*")
 _HASH_RE = re.compile(r"####\s*(.+)")
-_ANSWER_RE = re.compile(r"(?:final\s+)?answer\s*(?:is\s*)?[:：]\s*", re.IGNORECASE)
+_ANSWER_RE = re.compile(
+    r"(?:final\s+)?answer\s*(?:is\s*)?[:：]\s*|answer\s+is\s+(?=[-+−$\\\d.])", re.IGNORECASE
+)
 # A number: thousands-separated or plain, optional decimals, optional /denominator.
 _NUM = r"[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?(?:\s*/\s*\d+(?:\.\d+)?)?|[-+−]?\.\d+"
 _NUMBER_RE = re.compile(_NUM)

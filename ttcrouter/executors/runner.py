@@ -43,7 +43,10 @@ __all__ = [
 ]
 
 #: A step that states the final answer ends a beam: "Answer: <something>" or \boxed{.
-_ANSWER_LINE_RE = re.compile(r"answer\s*(?:is\s*)?[:：]\s*\S|\\boxed\s*\{", re.IGNORECASE)
+_ANSWER_LINE_RE = re.compile(
+    r"answer\s*(?:is\s*)?[:：]\s*\S|answer\s+is\s+[-+$\\\d]|\\boxed\s*\{|^\s*####\s*\S",
+    re.IGNORECASE | re.MULTILINE,
+)
 
 
 @dataclass
