@@ -215,3 +215,15 @@ def test_soft_to_weighted():
         soft_to_weighted(X, [0.5, 1.5, 0.0])
     with pytest.raises(ValueError, match="rows"):
         soft_to_weighted(X, [0.5, 0.5])
+
+
+def test_cv_accepts_splitter_and_explicit_folds():
+    from sklearn.model_selection import KFold
+
+    X, y = _blobs(60)
+    clf = ProbeClassifier(**{**SMALL, "max_epochs": 2, "cv": KFold(4)}).fit(X, y)
+    assert len(clf.calibrated_.calibrated_classifiers_) == 4
+    folds = [(np.arange(30, 60), np.arange(30)), (np.arange(30), np.arange(30, 60))]
+    clf = ProbeClassifier(**{**SMALL, "max_epochs": 2, "cv": folds}).fit(X, y)
+    assert len(clf.calibrated_.calibrated_classifiers_) == 2
+    np.testing.assert_array_equal(clf.cv_splits_[0][1], np.arange(30))

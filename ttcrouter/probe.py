@@ -239,9 +239,9 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
     standardize : bool, default=True
         Standardize the inputs with the mean and std of each network's training rows
         (kept inside the network, so inputs need no scaler).
-    cv : int or cross-validation splitter, default=3
-        Number of calibration folds (>= 2), or a splitter whose ``split(X, y, groups)``
-        yields the folds.
+    cv : int, cross-validation splitter or iterable of (train, test), default=3
+        Number of calibration folds (>= 2), a splitter whose ``split(X, y, groups)``
+        yields the folds, or the folds themselves as index arrays.
     random_state : int, RandomState instance or None, default=None
         Seeds the folds and torch (weights init, batch order): an int gives identical fits.
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
@@ -370,8 +370,10 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
 
     def _splits(self, X, y01, groups, seed):
         cv = self.cv
-        if not isinstance(cv, numbers.Integral):
+        if hasattr(cv, "split"):
             splits = list(cv.split(X, y01, groups))
+        elif not isinstance(cv, numbers.Integral):
+            splits = list(cv)
         elif groups is None:
             counts = np.bincount(y01, minlength=2)
             if counts.min() < cv:
