@@ -1,0 +1,252 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ttcrouter.collect import (CollectionConfigError, _config_diff, _fit_latency_model,
+                               _Output, _split_names, collect, derive_pooled,
+                               export_collection, load_collection)
+from ttcrouter.datasets import arithmetic
+from ttcrouter.executors.runner import Candidate, CandidatePool
+from ttcrouter.grading import normalize_answer
+from ttcrouter.runs import read_runs
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pool(answers, rewards, tokens):
+    cands = [Candidate(text=f"Answer: {a}", steps=[f"Answer: {a}"], answer=a,
+                       normalized=normalize_answer(a), tokens=t, reward=r)
+             for a, r, t in zip(answers, rewards, tokens)]
+    return CandidatePool(query="q", candidates=cands, prompt_tokens=30, reward_tokens=80)
+
+
+def _direct(method, answers, rewards):
+    """The strategy computed by hand on a list of samples."""
+    if method == "best_of_n":
+        return answers[int(np.argmax(rewards))]
+    totals, first = {}, {}
+    for i, (a, r) in enumerate(zip(answers, rewards)):
+        if a is None:
+            continue
+        key = normalize_answer(a)
+        totals[key] = totals.get(key, 0.0) + (1.0 if method == "majority_vote" else r)
+        first.setdefault(key, i)
+    if not totals:
+        return None
+    best = max(totals, key=lambda k: (totals[k], -first[k]))
+    return answers[first[best]]
+
+
+def test_derive_pooled_equals_direct_computation():
+    answers = ["3", "5", "5.0", None, "7", "3", "3", "9"]
+    rewards = [0.9, 0.2, 0.3, 0.99, 0.1, 0.5, 0.6, 0.999]
+    tokens = [10, 20, 30, 40, 50, 60, 70, 80]
+    pool = _pool(answers, rewards, tokens)
+    names = [f"{m}@n={n}" for m in ("majority_vote", "weighted_majority_vote", "best_of_n")
+             for n in (1, 2, 4, 8)]
+    derived = derive_pooled(pool, names)
+    for name in names:
+        method, n = name.split("@n=")
+        n = int(n)
+        got = derived[name]
+        want = _direct(method, answers[:n], rewards[:n])
+        assert normalize_answer(got.answer) == normalize_answer(want), name
+        assert got.tokens == sum(tokens[:n])
+        assert got.n_samples == n
+        assert got.max_candidate_tokens == max(tokens[:n])
+        # the pool's reward tokens pro rata for the scored methods, none for plain voting
+        assert got.reward_tokens == (0 if method == "majority_vote" else 80 * n // 8)
+    # spot checks of the hand computation itself
+    assert derived["majority_vote@n=4"].answer == "5"          # "5" and "5.0" agree
+    assert derived["best_of_n@n=4"].answer is None             # best reward, no answer
+    assert derived["weighted_majority_vote@n=4"].answer == "3"  # 0.9 > 0.2 + 0.3
+    assert derived["majority_vote@n=8"].answer == "3"
+    assert derived["best_of_n@n=8"].answer == "9"
+
+
+def test_derive_pooled_errors():
+    pool = _pool(["1", "2"], [0.5, 0.5], [3, 4])
+    with pytest.raises(ValueError, match="pool holds 2"):
+        derive_pooled(pool, ["majority_vote@n=4"])
+    with pytest.raises(ValueError, match="not a parallel strategy"):
+        derive_pooled(pool, ["beam_search@n=2,w=2"])
+
+
+def test_latency_model_fit():
+    m = _fit_latency_model([10, 20, 30], [1.0, 2.0, 3.0])
+    assert m["kind"] == "linear" and m["b"] == pytest.approx(0.1) and m["a"] == \
+        pytest.approx(0.0, abs=1e-9)
+    m = _fit_latency_model([10, 20, 30], [3.0, 2.0, 1.0])   # negative slope: the mean
+    assert m["kind"] == "mean" and m["a"] == pytest.approx(2.0)
+    m = _fit_latency_model([10, 10], [1.0, 2.0])            # no spread in x: the mean
+    assert m["kind"] == "mean" and m["a"] == pytest.approx(1.5)
+
+
+def test_split_strategy_names_and_config_diff():
+    assert _split_names("majority_vote@n=1, beam_search@n=8,w=4,best_of_n@n=2") == [
+        "majority_vote@n=1", "beam_search@n=8,w=4", "best_of_n@n=2"]
+    diffs = _config_diff({"model": "a", "sampling": {"max_tokens": 8}, "strategies": ["x"]},
+                         {"model": "b", "sampling": {"max_tokens": 8}, "strategies": ["x", "y"]})
+    assert diffs == ["model: stored 'a', now 'b'", "strategies: now adds ['y']"]
+
+
+def test_collect_bad_inputs(tmp_path):
+    queries = arithmetic(3)
+    with pytest.raises(ValueError, match="Unknown strategy 'magic@n=2'"):
+        collect(queries, strategies=["magic@n=2"], out=tmp_path / "a")
+    with pytest.raises(ValueError, match="pool_size=2 is smaller"):
+        collect(queries, strategies=["majority_vote@n=4"], pool_size=2, out=tmp_path / "a")
+    with pytest.raises(ValueError, match="repeats must be a positive integer"):
+        collect(queries, repeats=0, out=tmp_path / "a")
+    with pytest.raises(ValueError, match="latency must be"):
+        collect(queries, latency="guess", out=tmp_path / "a")
+    with pytest.raises(FileNotFoundError, match="No collection"):
+        load_collection(tmp_path / "nothing")
+    assert not (tmp_path / "a").exists()
+
+
+def test_output_lock_and_atomic_parts(tmp_path):
+    out = _Output(tmp_path / "c")
+    out.lock()
+    other = _Output(tmp_path / "c")
+    with pytest.raises(RuntimeError, match="Another collection is writing"):
+        other.lock()
+    out.unlock()
+    other.lock()
+    other.unlock()
+    # a leftover temporary file (a write killed mid-way) is ignored and cleaned up
+    (tmp_path / "c" / ".tmp-part-x.parquet.123").write_bytes(b"half a file")
+    assert out.parts() == [] and out.done_keys() == set()
+    out.cleanup_tmp()
+    assert not list((tmp_path / "c").glob(".tmp-*"))
+
+
+# --------------------------------------------------------------------------------------
+# with the real embedded model
+# --------------------------------------------------------------------------------------
+
+STRATS = ["majority_vote@n=1", "majority_vote@n=2", "best_of_n@n=2",
+          "weighted_majority_vote@n=2", "beam_search@n=2,w=2"]
+
+
+def _executor(gen, max_tokens=24):
+    from ttcrouter.executors import StrategyExecutor
+
+    return StrategyExecutor(gen, max_tokens=max_tokens, step_max_tokens=12, max_steps=2)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_collect_real_model_resume_and_config(vllm_generator, tmp_path):
+    queries = arithmetic(3, seed=5)
+    out = tmp_path / "runs"
+    ex = _executor(vllm_generator)
+    df = collect(queries, STRATS, repeats=2, out=out, executor=ex, calibration_queries=1,
+                 chunk_size=2, progress=False)
+    assert len(df) == 3 * len(STRATS) * 2
+    assert df["error"].isna().all()
+    assert set(df["latency_source"]) == {"calibrated"}
+    assert (df["latency_s"] > 0).all() and (df["tokens"] > 0).all()
+    key = ["query_id", "repeat"]
+    by = df.set_index(key + ["strategy"])["tokens"].unstack("strategy")
+    # the three methods at N=2 used the same two samples; N=1 is a prefix of them
+    assert (by["majority_vote@n=2"] == by["best_of_n@n=2"]).all()
+    assert (by["majority_vote@n=2"] == by["weighted_majority_vote@n=2"]).all()
+    assert (by["majority_vote@n=1"] < by["majority_vote@n=2"]).all()
+    prov = df.attrs["provenance"]
+    assert prov["model"] and prov["hardware"]["cpu_count"] >= 1 and prov["sessions"]
+    assert set(prov["latency_calibration"]["models"]) == set(STRATS)
+
+    # same command again: nothing to do, no new part
+    parts = sorted(p.name for p in out.glob("part-*"))
+    again = collect(queries, STRATS, repeats=2, out=out, executor=ex, progress=False)
+    assert sorted(p.name for p in out.glob("part-*")) == parts
+    pd.testing.assert_frame_equal(again.reset_index(drop=True), df.reset_index(drop=True))
+    # more repeats extend the collection
+    more = collect(queries, STRATS, repeats=3, out=out, executor=ex, chunk_size=3,
+                   progress=False)
+    assert len(more) == 3 * len(STRATS) * 3 and sorted(more["repeat"].unique()) == [0, 1, 2]
+
+    # another configuration is refused, naming what differs
+    with pytest.raises(CollectionConfigError, match=r"strategies: now lacks \['best_of_n@n=2'"):
+        collect(queries, [s for s in STRATS if s != "best_of_n@n=2"], repeats=2, out=out,
+                executor=ex, progress=False)
+    with pytest.raises(CollectionConfigError, match=r"sampling.max_tokens: stored 24, now 16"):
+        collect(queries, STRATS, repeats=2, out=out, executor=_executor(vllm_generator, 16),
+                progress=False)
+    with pytest.raises(CollectionConfigError, match="dataset.sha256"):
+        collect(arithmetic(3, seed=6), STRATS, repeats=2, out=out, executor=ex,
+                progress=False)
+
+    # export as one runs file that read_runs reads back, provenance included
+    path = export_collection(out, tmp_path / "runs.parquet")
+    table = read_runs(path)
+    assert len(table) == len(more) and table.attrs["provenance"]["config"]["strategies"] == STRATS
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_collect_isolated_latency(vllm_generator, tmp_path):
+    df = collect(arithmetic(2, seed=7), ["majority_vote@n=2", "best_of_n@n=2"], repeats=1,
+                 out=tmp_path / "iso", executor=_executor(vllm_generator), latency="isolated",
+                 progress=False)
+    assert len(df) == 4 and set(df["latency_source"]) == {"isolated"}
+    assert (df["latency_s"] > 0).all()
+    # each row ran on its own: no calibration file
+    assert not (tmp_path / "iso" / "_calibration.parquet").exists()
+
+
+@pytest.mark.slow
+def test_kill_and_resume_subprocess(tmp_path, embedded_model_path):
+    """A collection killed with SIGKILL mid-run, then resumed, ends with exactly the keys of
+    an uninterrupted run and no duplicate."""
+    out = tmp_path / "killed"
+    strategies = "majority_vote@n=1,majority_vote@n=2,best_of_n@n=2,beam_search@n=2,w=2"
+    cmd = [sys.executable, "-m", "ttcrouter.collect", "arithmetic:4", "--strategies",
+           strategies, "--repeats", "2", "--out", str(out), "--backend", "transformers",
+           "--max-tokens", "12", "--step-max-tokens", "6", "--max-steps", "2",
+           "--calibration-queries", "1", "--chunk-size", "1", "--no-progress"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 600
+        while len(list(out.glob("part-*.parquet"))) < 3:
+            if proc.poll() is not None:
+                pytest.fail(f"collection ended before it was killed: "
+                            f"{proc.stderr.read().decode()[-2000:]}")
+            assert time.time() < deadline, "no part file after 10 minutes"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    partial = load_collection(out)
+    n_expected = 4 * 4 * 2
+    assert 0 < len(partial) < n_expected
+    res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    full = load_collection(out)     # validate_runs raises on a duplicate key
+    keys = Counter(zip(full["query_id"], full["strategy"], full["repeat"]))
+    expected = {(q, s, r) for q in arithmetic(4)["query_id"]
+                for s in ["majority_vote@n=1", "majority_vote@n=2", "best_of_n@n=2",
+                          "beam_search@n=2,w=2"] for r in range(2)}
+    assert set(keys) == expected and max(keys.values()) == 1
+    # the rows written before the kill were kept, not redone
+    before = set(zip(partial["query_id"], partial["strategy"], partial["repeat"]))
+    merged = full.merge(partial, on=["query_id", "strategy", "repeat"], suffixes=("", "_p"))
+    assert len(merged) == len(before)
+    assert (merged["tokens"] == merged["tokens_p"]).all()
+    prov = json.loads((out / "_provenance.json").read_text())
+    assert len(prov["sessions"]) == 2 and prov["backend"] == "transformers"
