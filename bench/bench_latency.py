@@ -1,0 +1,186 @@
+"""Latency of the strategy executors against the bare vLLM engine, one prompt at a time.
+
+Measures, for one prompt and up to 64 new tokens per candidate:
+
+- the bare engine: ``vllm.LLM.generate`` with the same ``SamplingParams`` the executor uses
+  (n samples, temperature 0.7, token log-probabilities on), prompt pre-tokenised;
+- best-of-N through :class:`ttcrouter.executors.StrategyExecutor` (generation, answer
+  extraction, log-prob scoring, selection);
+- majority voting through the executor (no log-probabilities, no scoring);
+- PRM-style beam search through the executor (step-wise, ``"\\n"`` steps of at most 16
+  tokens, at most 8 steps, 64 tokens per beam);
+
+at n = 1, 4, 16, and writes the medians, the ratios to n = 1 and the executor's overhead over
+the bare engine into ``docs/bench_latency.md``.
+
+Run: ``python bench/bench_latency.py`` (starts one engine; about 10 minutes on 2 CPU cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+#: A prompt the embedded model answers at length, so nearly every sample runs the full token
+#: budget and the executor and the bare engine decode the same number of tokens.
+PROMPT = ("Explain step by step how to compute 37 times 48, writing every intermediate result "
+          "on its own line.")
+BEAMS = {1: (1, 1), 4: (4, 2), 16: (16, 4)}
+
+
+def _median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=5, help="timed runs per cell (median)")
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--step-max-tokens", type=int, default=16)
+    parser.add_argument("--ns", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--compiled", action="store_true", help="compile the engine (slower start)")
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs"
+                                              / "bench_latency.md"))
+    args = parser.parse_args(argv)
+
+    from vllm import SamplingParams
+
+    from ttcrouter.executors.base import GenerationRequest
+    from ttcrouter.executors.runner import StrategyExecutor
+    from ttcrouter.executors.vllm_backend import VLLMGenerator
+    from ttcrouter.strategies import BeamSearch, BestOfN, MajorityVote
+
+    gen = VLLMGenerator(enforce_eager=not args.compiled, max_model_len=1024,
+                        kv_cache_space_gb=2)
+    t0 = time.perf_counter()
+    llm = gen.llm
+    start_s = time.perf_counter() - t0
+    ids = gen.prompt_token_ids([GenerationRequest(PROMPT)])[0]
+    ex = StrategyExecutor(gen, max_tokens=args.max_tokens, step_max_tokens=args.step_max_tokens,
+                          temperature=0.7)
+
+    def bare(n, logprobs=True):
+        params = SamplingParams(n=n, temperature=0.7, top_p=1.0, max_tokens=args.max_tokens,
+                                logprobs=0 if logprobs else None)
+        t = time.perf_counter()
+        out = llm.generate([{"prompt_token_ids": ids}], params, use_tqdm=False)
+        dt = time.perf_counter() - t
+        return dt, sum(len(o.token_ids) for o in out[0].outputs)
+
+    def run(strategy):
+        t = time.perf_counter()
+        r = ex.execute(strategy, PROMPT)
+        dt = time.perf_counter() - t
+        assert r.error is None, r.error
+        return dt, r.tokens, r.steps
+
+    cells = {
+        "bare engine, logprobs": bare,
+        "best-of-N (executor)": lambda n: run(BestOfN(n)),
+        "bare engine, no logprobs": lambda n: bare(n, logprobs=False),
+        "majority vote (executor)": lambda n: run(MajorityVote(n)),
+        "beam search (executor)": lambda n: run(BeamSearch(*BEAMS[n], max_steps=8)),
+    }
+    for n in (1, 4):  # warm-up: first calls allocate and fill caches
+        bare(n)
+        run(BestOfN(n))
+    # Reps are interleaved across cells, so load from other jobs spreads over all of them.
+    raw = {(name, n): [] for name in cells for n in args.ns}
+    for rep in range(args.reps):
+        for n in args.ns:
+            for name, fn in cells.items():
+                got = fn(n)
+                raw[name, n].append(got)
+                print(f"rep {rep} {name:26s} n={n:2d} {got[0]:.2f}s tokens {got[1]}", flush=True)
+    results = {}
+    for key, runs in raw.items():
+        times = [r[0] for r in runs]
+        results[key] = dict(lat=_median(times), tok=_median([r[1] for r in runs]),
+                            steps=_median([r[2] for r in runs]) if len(runs[0]) > 2 else 1,
+                            spread=(min(times), max(times)))
+    gen.close()
+    write_report(args, results, start_s)
+
+
+def write_report(args, results, start_s):
+    ns = args.ns
+    lines = [
+        "# Executor latency vs the bare vLLM engine",
+        "",
+        f"Generated by `python bench/bench_latency.py` on {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; vLLM CPU engine "
+        f"({'compiled' if args.compiled else 'eager'}, started in {start_s:.0f} s), embedded "
+        "SmolLM2-135M-Instruct. Machine shared with other jobs: figures are noisy.",
+        "",
+        f"One prompt ({PROMPT!r}), at most {args.max_tokens} new tokens per candidate, "
+        f"temperature 0.7, median of {args.reps} timed runs after warm-up. Beam search: "
+        f"`\\n`-delimited steps of at most {args.step_max_tokens} tokens, at most 8 steps, "
+        f"{args.max_tokens} tokens per beam, "
+        + ", ".join(f"n={n}: BeamSearch({a}, {b})" for n, (a, b) in BEAMS.items() if n in ns)
+        + ". Best-of-N scores with the log-prob scorer, so it asks the engine for token "
+        "log-probabilities and is compared with the bare engine asking for them too; majority "
+        "voting asks for none and is compared with the bare engine without them. The prompt "
+        "makes the model write at length, so samples run the full budget (see the token counts) "
+        "and both sides decode the same amount.",
+        "",
+        "## Latency (seconds, median) and generated tokens",
+        "",
+        "| method | " + " | ".join(f"n={n}" for n in ns) + " |",
+        "| --- | " + " | ".join("---" for _ in ns) + " |",
+    ]
+    names = list(dict.fromkeys(k[0] for k in results))
+    for name in names:
+        cells = []
+        for n in ns:
+            r = results[name, n]
+            extra = f", {r['steps']:.0f} steps" if name.startswith("beam") else ""
+            cells.append(f"{r['lat']:.2f} s ({r['tok']:.0f} tok{extra})")
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Ratio to n=1 (same method)", "",
+              "| method | " + " | ".join(f"n={n}" for n in ns) + " |",
+              "| --- | " + " | ".join("---" for _ in ns) + " |"]
+    for name in names:
+        base = results[name, ns[0]]["lat"]
+        lines.append(f"| {name} | " + " | ".join(
+            f"{results[name, n]['lat'] / base:.2f}" for n in ns) + " |")
+    lines += ["", "## Executor overhead over the bare engine (same n)", "",
+              "Latency of each parallel executor divided by the matching bare-engine row at the "
+              "same n, and its ratio n=max / n=1 beside the bare engine's (target: within 10%).",
+              "",
+              "| method | " + " | ".join(f"n={n}" for n in ns) + " | ratio(n=max) vs bare |",
+              "| --- | " + " | ".join("---" for _ in ns) + " | --- |"]
+    pairs = {"best-of-N (executor)": "bare engine, logprobs",
+             "majority vote (executor)": "bare engine, no logprobs"}
+    for name, ref in pairs.items():
+        bare = {n: results[ref, n]["lat"] for n in ns}
+        over = [results[name, n]["lat"] / bare[n] for n in ns]
+        ratio_ex = results[name, ns[-1]]["lat"] / results[name, ns[0]]["lat"]
+        ratio_bare = bare[ns[-1]] / bare[ns[0]]
+        lines.append(f"| {name} | " + " | ".join(f"{o:.2f}x" for o in over)
+                     + f" | {ratio_ex:.2f} vs {ratio_bare:.2f} "
+                       f"({100 * (ratio_ex / ratio_bare - 1):+.0f}%) |")
+    lines += [
+        "",
+        "Reading: parallel samples share one request, so best-of-N and majority voting cost "
+        "about what the engine costs for n samples; the executor adds prompt rendering, "
+        "answer extraction and (best-of-N) log-prob scoring, which are small next to decoding. "
+        "Sampled lengths differ between runs (the engine stops at end of sequence), so "
+        "single cells move with the longest sample. Beam search pays one engine round trip "
+        "per step (each step waits for all beams), so its latency grows with the number of "
+        "steps rather than with n.",
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
