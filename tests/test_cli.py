@@ -1,0 +1,150 @@
+"""Tests of the ttcrouter command line (real encoder, real router, real files)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import joblib
+import pytest
+
+import ttcrouter
+from ttcrouter.cli import main, read_questions
+from ttcrouter.runs import write_runs
+from ttcrouter.synthetic import make_synthetic_runs
+
+STRATEGIES = ["majority_vote@n=1", "majority_vote@n=4", "beam_search@n=4,w=2"]
+
+
+@pytest.fixture(scope="module")
+def runs_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("runs") / "runs.parquet"
+    runs = make_synthetic_runs(48, strategies=STRATEGIES, repeats=2, random_state=0)
+    write_runs(runs, path, provenance={"synthetic": True})
+    return path
+
+
+@pytest.fixture(scope="module")
+def router_file(runs_file, tmp_path_factory):
+    out = tmp_path_factory.mktemp("router") / "router.joblib"
+    assert main(["fit", str(runs_file), "--out", str(out), "--lambda-tokens", "0.001"]) == 0
+    return out
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    report = tmp_path / "demo"
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    proc = subprocess.run([sys.executable, "-m", "ttcrouter.cli", "demo", "--report",
+                           str(report)], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "gap closed" in proc.stdout
+    assert "[ttcrouter]" in proc.stderr  # stage messages
+    for name in ("metrics.json", "report.md", "accuracy_vs_tokens.png",
+                 "accuracy_vs_latency.png", "strategy_mix.png", "router.joblib"):
+        assert (report / name).is_file(), name
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["n_test"] > 0 and len(metrics["strategies"]) > 1
+    # the saved demo router routes
+    assert main(["route", "--router", str(report / "router.joblib"), "--route-only",
+                 "--json", "What is 2 + 2?"]) == 0
+
+
+@pytest.mark.slow
+def test_fit_writes_a_router(router_file, capsys):
+    bundle = joblib.load(router_file)
+    assert bundle["ttcrouter_version"] == ttcrouter.__version__
+    assert bundle["metadata"]["strategies"] == STRATEGIES
+    assert bundle["metadata"]["lambda_tokens"] == pytest.approx(0.001)
+
+
+@pytest.mark.slow
+def test_evaluate_cli(runs_file, tmp_path, capsys):
+    rc = main(["evaluate", str(runs_file), "--report", str(tmp_path / "rep"),
+               "--test-size", "0.25", "--seed", "1"])
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "gap closed" in out and "oracle" in out
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert metrics["config"]["random_state"] == 1
+    assert metrics["n_test"] == 12
+
+
+def test_budget_no_strategy_meets(runs_file, tmp_path, capsys):
+    rc = main(["fit", str(runs_file), "--out", str(tmp_path / "r.joblib"),
+               "--max-mean-latency", "0.001"])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ttcrouter: error: No strategy meets a mean latency of 0.001 s")
+    assert "the cheapest, majority_vote@n=1, averages" in err
+    assert "Traceback" not in err
+    assert not (tmp_path / "r.joblib").exists()
+
+
+def test_missing_runs_file(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "nope.parquet")]) == 2
+    assert "No runs table" in capsys.readouterr().err
+
+
+def test_bad_router_version(tmp_path, capsys):
+    from sklearn.linear_model import LogisticRegression
+
+    from ttcrouter.serving import save_router
+
+    good = save_router(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), tmp_path / "r.joblib")
+    payload = joblib.load(good)
+    payload["ttcrouter_version"] = "0.0.1"
+    bad = tmp_path / "old.joblib"
+    joblib.dump(payload, bad)
+    assert main(["route", "--router", str(bad), "--route-only", "What is 1 + 1?"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "made by ttcrouter 0.0.1" in err and f"this is ttcrouter {ttcrouter.__version__}" in err
+
+
+@pytest.mark.slow
+def test_route_only_with_question_file(router_file, tmp_path, capsys):
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("\n".join([
+        json.dumps({"question": "Easy: what is 2 + 3?"}),
+        "{not json",
+        json.dumps({"prompt": "no question field"}),
+        "",
+        "Olympiad problem: find all primes p with p^2 + 2 prime.",
+    ]) + "\n")
+    rc = main(["route", "--router", str(router_file), "--file", str(qfile), "--route-only",
+               "--json", "Quick sum: what is 1 plus 1?"])
+    captured = capsys.readouterr()
+    assert rc == 1  # some lines were bad, the rest were routed
+    records = [json.loads(line) for line in captured.out.splitlines()]
+    assert [r["question"] for r in records] == [
+        "Quick sum: what is 1 plus 1?", "Easy: what is 2 + 3?",
+        "Olympiad problem: find all primes p with p^2 + 2 prime."]
+    assert all(r["strategy"] in STRATEGIES for r in records)
+    assert f"{qfile}:2: not valid JSON" in captured.err
+    assert f"{qfile}:3: no non-empty \"question\"" in captured.err
+
+
+def test_read_questions_plain_text(tmp_path):
+    f = tmp_path / "q.txt"
+    f.write_text("What is 1 + 1?\n\n  What is 2 + 2?  \n")
+    qs, problems = read_questions(f)
+    assert qs == [(1, "What is 1 + 1?"), (3, "What is 2 + 2?")] and problems == []
+
+
+def test_usage_errors(capsys):
+    assert main([]) == 2
+    with pytest.raises(SystemExit) as exc:
+        main(["route", "q"])  # --router is required
+    assert exc.value.code == 2
+
+
+@pytest.mark.slow
+def test_route_on_real_model_transformers(router_file, capsys):
+    rc = main(["route", "--router", str(router_file), "--backend", "transformers",
+               "--max-tokens", "32", "--json", "What is 2 + 3?"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    rec = json.loads(out.splitlines()[-1])
+    assert rec["strategy"] in STRATEGIES
+    assert rec["tokens"] > 0 and rec["latency_s"] > 0 and rec["error"] is None

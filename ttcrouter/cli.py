@@ -1,0 +1,436 @@
+"""Command line: ``ttcrouter collect | fit | evaluate | demo | route``.
+
+User errors (a missing file, a bad runs table, an unmeetable budget, an incompatible router
+file) print one line ``ttcrouter: error: ...`` on stderr and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+from ._version import __version__
+
+__all__ = ["main", "build_parser", "SHIPPED_RUNS", "shipped_runs_path", "read_questions"]
+
+#: File name of the runs table shipped in ``ttcrouter/data``.
+SHIPPED_RUNS = "arithmetic_smollm2_runs.parquet"
+DEFAULT_DEMO_REPORT = "ttcrouter-demo-report"
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit code 2."""
+
+
+def _user_errors():
+    from .runs import RunsTableError
+    from .serving import RouterFileError
+
+    return (CLIError, RunsTableError, RouterFileError, ValueError, FileNotFoundError,
+            ImportError)
+
+
+def _info(msg: str) -> None:
+    print(f"[ttcrouter] {msg}", file=sys.stderr, flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# shared helpers
+# ---------------------------------------------------------------------------------------
+
+def shipped_runs_path() -> Path | None:
+    """Path of the runs table shipped with the package, or None when it is not there."""
+    path = Path(str(resources.files("ttcrouter").joinpath("data", SHIPPED_RUNS)))
+    return path if path.is_file() else None
+
+
+def _load_runs(path):
+    from .runs import read_runs
+
+    p = Path(path)
+    if not p.exists():
+        raise CLIError(f"No runs table at {str(p)!r}.")
+    return read_runs(p)
+
+
+def _make_encoder(args):
+    from .embedding import EmbeddingTransformer
+
+    kw = {}
+    if getattr(args, "encoder", None):
+        kw["model"] = args.encoder
+    return EmbeddingTransformer(**kw)
+
+
+def _cheapest(summary, what: str):
+    means = (summary.T if what == "tokens" else summary.L).mean(axis=0)
+    name = str(means.idxmin())
+    return name, float(means.min())
+
+
+def read_questions(path) -> tuple[list, list]:
+    """Read questions from a text file (one per line) or JSONL (a ``"question"`` field).
+
+    A line starting with ``{`` is read as JSON; any other non-blank line is a question.
+    Blank lines are skipped.
+
+    Returns
+    -------
+    questions : list of (line_number, question)
+    problems : list of str
+        One message per bad line (invalid JSON, no ``"question"`` string).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CLIError(f"No questions file at {str(path)!r}.")
+    questions, problems = [], []
+    with open(path, encoding="utf-8") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            line = raw.strip()
+            if not line:
+                continue
+            if line.startswith("{"):
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    problems.append(f"{path}:{lineno}: not valid JSON ({exc.msg})")
+                    continue
+                q = record.get("question") if isinstance(record, dict) else None
+                if not isinstance(q, str) or not q.strip():
+                    problems.append(f"{path}:{lineno}: no non-empty \"question\" string field")
+                    continue
+                questions.append((lineno, q.strip()))
+            else:
+                questions.append((lineno, line))
+    return questions, problems
+
+
+# ---------------------------------------------------------------------------------------
+# fit
+# ---------------------------------------------------------------------------------------
+
+def _fit_router(runs, args):
+    """Fit Pipeline(embed, router) on the whole runs table; returns (pipeline, metadata)."""
+    from sklearn.pipeline import Pipeline
+
+    from .router import UtilityRouter
+    from .runs import aggregate_runs
+
+    summary = aggregate_runs(runs)
+    budget = {}
+    for what, value in (("latency", args.max_mean_latency), ("tokens", args.max_mean_tokens)):
+        if value is None:
+            continue
+        if value <= 0:
+            raise CLIError(f"--max-mean-{what} must be positive, got {value}.")
+        name, cost = _cheapest(summary, what)
+        if cost > value:
+            unit = " s" if what == "latency" else " tokens"
+            raise CLIError(
+                f"No strategy meets a mean {what} of {value:g}{unit}: the cheapest, {name}, "
+                f"averages {cost:.4g}{unit} on these runs. Raise the budget or collect "
+                f"cheaper strategies."
+            )
+        budget[f"max_mean_{what}"] = float(value)
+    if budget and (args.lambda_tokens or args.lambda_latency):
+        raise CLIError("Give either fixed lambdas (--lambda-tokens/--lambda-latency) or a "
+                       "budget (--max-mean-latency/--max-mean-tokens), not both.")
+    encoder = _make_encoder(args)
+    n_q = len(summary)
+    _info(f"{n_q} queries x {len(summary.strategies)} strategies; embedding the queries")
+    t0 = time.perf_counter()
+    if budget:
+        router = _tuned_router(summary, encoder, budget, args)
+    else:
+        router = UtilityRouter(lambda_tokens=args.lambda_tokens,
+                               lambda_latency=args.lambda_latency)
+    pipe = Pipeline([("embed", encoder), ("router", router)])
+    _info("fitting the router")
+    pipe.fit(summary.texts, summary.Y, router__tokens=summary.T, router__latency=summary.L)
+    meta = {"runs": str(args.runs), "n_queries": n_q, "fit_seconds":
+            round(time.perf_counter() - t0, 2), **budget}
+    return pipe, meta
+
+
+def _tuned_router(summary, encoder, budget, args):
+    """UtilityRouterCV resolving the budget (the lambdas are chosen inside its fit)."""
+    try:
+        from .tuning import UtilityRouterCV
+    except ImportError as exc:
+        raise CLIError(f"Budgets need ttcrouter.tuning.UtilityRouterCV ({exc}).") from exc
+    return UtilityRouterCV(**budget, random_state=args.seed)
+
+
+def cmd_fit(args) -> int:
+    from .serving import _router_lambda, save_router
+
+    runs = _load_runs(args.runs)
+    pipe, meta = _fit_router(runs, args)
+    final = pipe.steps[-1][1]
+    out = save_router(pipe, args.out, metadata=meta)
+    lt, ll = _router_lambda(final, "lambda_tokens"), _router_lambda(final, "lambda_latency")
+    print(f"router saved to {out} ({len(getattr(final, 'strategies_', []))} strategies, "
+          f"lambda_tokens={lt:g}, lambda_latency={ll:g})")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# evaluate / demo
+# ---------------------------------------------------------------------------------------
+
+def _run_evaluation(runs, args, report_dir):
+    from .evaluate import evaluate
+
+    report = evaluate(runs, test_size=args.test_size, random_state=args.seed,
+                      encoder=_make_encoder(args), report_dir=report_dir, progress=True)
+    print(report.summary())
+    print(f"\nreport written to {Path(report_dir) / 'report.md'}")
+    return report
+
+
+def cmd_evaluate(args) -> int:
+    runs = _load_runs(args.runs)
+    _run_evaluation(runs, args, args.report)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    t0 = time.perf_counter()
+    path = shipped_runs_path()
+    if path is not None:
+        from .runs import read_runs
+
+        _info(f"runs table: {path} (shipped with ttcrouter)")
+        runs = read_runs(path)
+    else:
+        from .synthetic import make_synthetic_runs
+
+        banner = "!" * 78
+        print(f"{banner}\n! NOTICE: the shipped runs table ttcrouter/data/{SHIPPED_RUNS} is not\n"
+              f"! installed. This demo falls back to SYNTHETIC runs "
+              f"(make_synthetic_runs):\n! no model was run, the numbers below illustrate "
+              f"the pipeline only.\n{banner}", file=sys.stderr, flush=True)
+        runs = make_synthetic_runs(n_queries=160, random_state=args.seed)
+    report = _run_evaluation(runs, args, args.report)
+    try:  # keep the router fitted on the training queries, for `ttcrouter route`
+        from sklearn.pipeline import Pipeline
+
+        from .serving import save_router
+
+        if report.fitted_router is not None and report.fitted_encoder is not None:
+            pipe = Pipeline([("embed", report.fitted_encoder),
+                             ("router", report.fitted_router)])
+            out = save_router(pipe, Path(args.report) / "router.joblib",
+                              metadata={"runs": str(path) if path else "synthetic",
+                                        "fitted_on": "training split of the demo"})
+            print(f"router (fitted on the training split) saved to {out}")
+    except Exception as exc:  # noqa: BLE001 - the report is what the demo is for
+        _info(f"could not save the demo router: {exc}")
+    print(f"demo finished in {time.perf_counter() - t0:.1f}s")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
+# route
+# ---------------------------------------------------------------------------------------
+
+def cmd_route(args) -> int:
+    from .serving import RoutedExecutor, load_router
+
+    questions = [(None, q) for q in args.questions]
+    problems = []
+    if args.file:
+        from_file, problems = read_questions(args.file)
+        questions += from_file
+        for p in problems:
+            print(f"ttcrouter: skipped {p}", file=sys.stderr)
+    if not questions:
+        raise CLIError("No questions to route: give them as arguments or with --file.")
+    bundle = load_router(args.router)
+    gen_kw = {}
+    if args.backend == "openai" and not args.base_url:
+        raise CLIError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1).")
+    exec_kw = {}
+    if args.max_tokens is not None:
+        exec_kw["max_tokens"] = args.max_tokens
+    base_url = None
+    if args.base_url:
+        base_url = args.base_url if len(args.base_url) > 1 else args.base_url[0]
+    routed = RoutedExecutor(bundle, backend=args.backend, model=args.model, base_url=base_url,
+                            generator_kwargs=gen_kw, executor_kwargs=exec_kw)
+    texts = [q for _, q in questions]
+    failed = 0
+    try:
+        if args.route_only:
+            choice, acc, seconds = routed.route(texts)
+            for i, (q, s) in enumerate(zip(texts, choice)):
+                rec = {"question": q, "strategy": s,
+                       "predicted_accuracy": None if acc is None else float(acc[i]),
+                       "route_latency_s": seconds / len(texts)}
+                _print_result(rec, args.json)
+        else:
+            if not args.json:
+                _info(f"routing {len(texts)} question(s); starting the {args.backend} backend")
+            for result in routed.route_batch(texts):
+                failed += result.error is not None
+                _print_result(result.to_dict(), args.json)
+    finally:
+        routed.close()
+    return 1 if (problems or failed) else 0
+
+
+def _print_result(rec: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(rec, ensure_ascii=False), flush=True)
+        return
+    lines = [f"question: {rec['question']}", f"  strategy: {rec['strategy']}"]
+    if rec.get("predicted_accuracy") is not None:
+        lines.append(f"  predicted accuracy: {rec['predicted_accuracy']:.3f}")
+    if "answer" in rec:
+        if rec.get("error"):
+            lines.append(f"  error: {rec['error']}")
+        lines.append(f"  answer: {rec.get('answer')}")
+        lines.append(f"  tokens: {rec.get('tokens')}   latency: {rec.get('latency_s', 0):.2f}s"
+                     f"   routing: {1000 * rec.get('route_latency_s', 0):.1f}ms")
+    print("\n".join(lines), flush=True)
+
+
+# ---------------------------------------------------------------------------------------
+# collect
+# ---------------------------------------------------------------------------------------
+
+def _collect_module():
+    try:
+        from . import collect as mod
+    except ImportError:
+        return None
+    if hasattr(mod, "add_arguments") and hasattr(mod, "run"):
+        return mod
+    return None
+
+
+def cmd_collect(args) -> int:
+    mod = _collect_module()
+    if mod is None:
+        raise CLIError("collect is not available in this installation (ttcrouter.collect "
+                       "lacks add_arguments/run).")
+    rc = mod.run(args)
+    return int(rc or 0)
+
+
+# ---------------------------------------------------------------------------------------
+# parser
+# ---------------------------------------------------------------------------------------
+
+def _add_encoder(p):
+    p.add_argument("--encoder", default=None, metavar="MODEL",
+                   help="encoder model folder or name for EmbeddingTransformer "
+                        "(default: the embedded all-MiniLM-L6-v2)")
+
+
+def _add_split(p, default_report):
+    p.add_argument("--report", default=default_report, metavar="DIR",
+                   help=f"report directory (default: {default_report})")
+    p.add_argument("--test-size", type=float, default=0.25,
+                   help="share of queries held out for testing (default: 0.25)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the query split (default: 0)")
+    _add_encoder(p)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ttcrouter",
+        description="Latency- and token-aware routing between test-time-compute strategies.",
+    )
+    parser.add_argument("--version", action="version", version=f"ttcrouter {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("fit", help="fit a router on a runs table and save it",
+                       description="Fit EmbeddingTransformer + UtilityRouter on all queries of "
+                                   "a runs table, with fixed lambdas or to a mean-cost budget.")
+    p.add_argument("runs", help="runs table (.parquet or .jsonl)")
+    p.add_argument("--out", default="router.joblib", help="router file (default: router.joblib)")
+    p.add_argument("--lambda-tokens", type=float, default=0.0,
+                   help="price of one generated token, in accuracy units (default: 0)")
+    p.add_argument("--lambda-latency", type=float, default=0.0,
+                   help="price of one second of latency, in accuracy units (default: 0)")
+    p.add_argument("--max-mean-latency", type=float, default=None, metavar="SECONDS",
+                   help="instead of lambdas: most accurate router with mean latency <= SECONDS")
+    p.add_argument("--max-mean-tokens", type=float, default=None, metavar="TOKENS",
+                   help="instead of lambdas: most accurate router with mean tokens <= TOKENS")
+    p.add_argument("--seed", type=int, default=0, help="seed of the tuning folds (default: 0)")
+    _add_encoder(p)
+    p.set_defaults(func=cmd_fit)
+
+    p = sub.add_parser("evaluate", help="static vs adaptive vs oracle on held-out queries",
+                       description="Split by query, fit on the training queries, and compare "
+                                   "static strategies, the router and the oracle on the test "
+                                   "queries; writes metrics.json, report.md and plots.")
+    p.add_argument("runs", help="runs table (.parquet or .jsonl)")
+    _add_split(p, "ttcrouter-report")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("demo", help="fit and evaluate on the runs table shipped with ttcrouter",
+                       description="Evaluate the router on the shipped runs table "
+                                   f"(ttcrouter/data/{SHIPPED_RUNS}) with the embedded "
+                                   "encoder and write a report.")
+    _add_split(p, DEFAULT_DEMO_REPORT)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("route", help="route questions and run the chosen strategy",
+                       description="Route each question with a saved router and run the "
+                                   "chosen strategy on a real model.")
+    p.add_argument("questions", nargs="*", help="questions to route")
+    p.add_argument("--router", required=True, help="router file from `ttcrouter fit`")
+    p.add_argument("--file", default=None,
+                   help="questions file: one per line, or JSONL with a \"question\" field")
+    p.add_argument("--backend", choices=("vllm", "transformers", "openai"), default="vllm",
+                   help="generator backend (default: vllm)")
+    p.add_argument("--model", default=None,
+                   help="generator model (default: the embedded SmolLM2-135M-Instruct)")
+    p.add_argument("--base-url", action="append", default=None, metavar="URL",
+                   help="OpenAI-compatible server URL for --backend openai (repeat for a "
+                        "fleet of servers)")
+    p.add_argument("--max-tokens", type=int, default=None,
+                   help="most tokens per generated solution")
+    p.add_argument("--route-only", action="store_true",
+                   help="print the chosen strategy without running it")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("collect", help="run strategies on queries into a runs table")
+    mod = _collect_module()
+    if mod is not None:
+        mod.add_arguments(p)
+    p.set_defaults(func=cmd_collect)
+    return parser
+
+
+def main(argv=None) -> int:
+    """Run the command line; returns the exit code."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("ttcrouter: interrupted", file=sys.stderr)
+        return 130
+    except _user_errors() as exc:
+        if os.environ.get("TTCROUTER_DEBUG"):
+            raise
+        msg = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"ttcrouter: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
