@@ -7,13 +7,14 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from router_helpers import (
     SMALL_SPACE,
-    MeanCosts,
+
     default_costs,
     difficulty_features,
     fast_probe,
     split_synthetic,
 )
 from ttcrouter.metrics import oracle_choice, realized_utility
+from ttcrouter.costs import CostTable
 from ttcrouter.router import UtilityRouter
 
 
@@ -26,7 +27,7 @@ def data():
 
 
 def _lr_router(**kw):
-    return UtilityRouter(probe=LogisticRegression(), costs=MeanCosts(), **kw)
+    return UtilityRouter(probe=LogisticRegression(), costs=CostTable(), **kw)
 
 
 def test_fit_attributes_and_shapes(data):
@@ -88,7 +89,7 @@ def test_ties_go_to_first_strategy():
     X = np.random.default_rng(0).normal(size=(20, 2))
     names = ["majority_vote@n=4", "majority_vote@n=1"]
     Y = pd.DataFrame({names[0]: [1.0, 0.0] * 10, names[1]: [1.0, 0.0] * 10})
-    r = UtilityRouter(probe=LogisticRegression(), costs=MeanCosts()).fit(X, Y, tokens=np.ones((20, 2)))
+    r = UtilityRouter(probe=LogisticRegression(), costs=CostTable()).fit(X, Y, tokens=np.ones((20, 2)))
     # both strategies share one probe row up to encoding; force an exact tie via equal columns
     A = r.predict_accuracy(X)
     if np.allclose(A[:, 0], A[:, 1]):
@@ -163,7 +164,7 @@ def test_any_sklearn_classifier_and_grid_path_agree(data):
             return self.predict_proba(rows)[:, 1].reshape(len(E), len(S)) * 0 + 0.5
 
     r1 = _lr_router().fit(Xtr, train.Y)
-    r2 = UtilityRouter(probe=GridLR(), costs=MeanCosts()).fit(Xtr, train.Y)
+    r2 = UtilityRouter(probe=GridLR(), costs=CostTable()).fit(Xtr, train.Y)
     assert np.allclose(r2.predict_accuracy(Xte), 0.5)  # the grid path was used
     assert not np.allclose(r1.predict_accuracy(Xte), 0.5)
 
@@ -217,7 +218,7 @@ def test_groups_reach_the_probe_and_weights_are_soft_labels(data):
             seen.update(X=X, y=y, w=sample_weight, groups=groups)
             return super().fit(X, y, sample_weight=sample_weight)
 
-    UtilityRouter(probe=Spy(), costs=MeanCosts()).fit(Xtr, train.Y)
+    UtilityRouter(probe=Spy(), costs=CostTable()).fit(Xtr, train.Y)
     n, n_s = train.Y.shape
     Yv = train.Y.to_numpy().ravel()
     # positive weight total = sum of soft labels, negative = sum of 1 - p
@@ -251,3 +252,26 @@ def test_pipeline_on_raw_strings_with_real_encoder():
                       for s in SMALL_SPACE)
     assert u > best_static
     assert pipe.predict(["Easy: what is 2 + 3?"])[0] == "majority_vote@n=1"
+
+
+def test_any_cost_model_with_predict_costs(data):
+    from router_helpers import MeanCosts
+
+    train, _, _, Xtr, Xte = data
+    r = UtilityRouter(probe=LogisticRegression(), costs=MeanCosts(), lambda_tokens=1e-4)
+    r.fit(Xtr, train.Y, train.T)
+    T, L = r.predict_costs(Xte)
+    np.testing.assert_allclose(T[0], train.T.mean().to_numpy())
+    assert (L == 0).all()  # no latency given: zero predicted latency
+
+
+def test_defaults_are_probe_classifier_and_cost_table(data):
+    from ttcrouter.probe import ProbeClassifier
+
+    train, _, _, Xtr, _ = data
+    r = UtilityRouter(probe=fast_probe()).fit(Xtr, train.Y, train.T, train.L)
+    assert isinstance(r.costs_, CostTable)
+    assert r.costs_.strategies_ == SMALL_SPACE
+    assert isinstance(r.probe_, ProbeClassifier)
+    assert r.probe is not r.probe_  # cloned
+    assert UtilityRouter().probe is None and UtilityRouter().costs is None

@@ -8,13 +8,14 @@ from sklearn.utils._param_validation import InvalidParameterError
 
 from router_helpers import (
     SMALL_SPACE,
-    MeanCosts,
+
     default_costs,
     difficulty_features,
     fast_probe,
     split_synthetic,
 )
 from ttcrouter.metrics import realized_utility
+from ttcrouter.costs import CostTable
 from ttcrouter.router import UtilityRouter
 from ttcrouter.tuning import UtilityRouterCV, lambda_grid
 
@@ -32,7 +33,7 @@ def _router():
 
 
 def _lr():
-    return UtilityRouter(probe=LogisticRegression(), costs=MeanCosts())
+    return UtilityRouter(probe=LogisticRegression(), costs=CostTable())
 
 
 def test_lambda_grid():

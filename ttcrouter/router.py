@@ -244,8 +244,13 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         -------
         self : UtilityRouter
         """
+        X = validate_data(self, X, dtype=[np.float32, np.float64], ensure_min_samples=2)
+        if Y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None: "
+                f"pass Y, the (n_queries, n_strategies) soft labels (aggregate_runs(runs).Y)."
+            )
         names = self._strategy_names(Y)
-        X = validate_data(self, X, dtype=[np.float32, np.float64])
         n = X.shape[0]
         Ya = _check_matrix(Y, "Y", names, n, bounded=True)
         T = None if tokens is None else _check_matrix(tokens, "tokens", names, n)

@@ -18,7 +18,7 @@ from sklearn.model_selection import KFold, check_cv
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .router import UtilityRouter, _check_matrix
 
@@ -182,6 +182,12 @@ class UtilityRouterCV(MetaEstimatorMixin, BaseEstimator):
         self : UtilityRouterCV
         """
         router = UtilityRouter() if self.router is None else self.router
+        X = validate_data(self, X, dtype=[np.float32, np.float64], ensure_min_samples=2)
+        if Y is None:
+            raise ValueError(
+                "UtilityRouterCV requires y to be passed, but the target y is None: pass Y, "
+                "the (n_queries, n_strategies) soft labels (aggregate_runs(runs).Y)."
+            )
         names = router._strategy_names(Y) if hasattr(router, "_strategy_names") else list(Y.columns)
         n = len(X)
         Ya = _check_matrix(Y, "Y", names, n, bounded=True)
@@ -228,10 +234,6 @@ class UtilityRouterCV(MetaEstimatorMixin, BaseEstimator):
         ).fit(X, frame(Ya), tokens=frame(T), latency=frame(L))
         self.router_ = self.best_estimator_
         self.strategies_ = list(self.best_estimator_.strategies_)
-        if hasattr(self.best_estimator_, "n_features_in_"):
-            self.n_features_in_ = self.best_estimator_.n_features_in_
-        if hasattr(self.best_estimator_, "feature_names_in_"):
-            self.feature_names_in_ = self.best_estimator_.feature_names_in_
         return self
 
     def _sweep(self, folds, splits, pairs, Ya, T, L, lam):
