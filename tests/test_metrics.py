@@ -115,3 +115,43 @@ def test_scorers_with_metadata_routing():
         assert make_latency_scorer()(est, X, Y, latency=L) == pytest.approx(-5.0)
     with pytest.raises(ValueError, match=">= 0"):
         make_utility_scorer(-0.1)
+
+
+@pytest.mark.slow
+def test_grid_search_over_lambdas_with_metadata_routing():
+    """GridSearchCV(n_jobs=2) on the real-encoder pipeline; T and L reach the router's fit
+    and the fixed-lambda scorers as metadata."""
+    from sklearn.model_selection import GridSearchCV, KFold
+    from sklearn.pipeline import Pipeline
+
+    from router_helpers import SMALL_SPACE, fast_probe, split_synthetic
+    from ttcrouter.costs import CostTable
+    from ttcrouter.embedding import EmbeddingTransformer
+    from ttcrouter.metrics import routing_scorers
+    from ttcrouter.router import UtilityRouter
+
+    train, test, _ = split_synthetic(90, random_state=1)
+    lt, ll = 1e-4, 0.02
+    with sklearn.config_context(enable_metadata_routing=True):
+        router = UtilityRouter(probe=fast_probe(), costs=CostTable())
+        router.set_fit_request(tokens=True, latency=True)
+        pipe = Pipeline([("embed", EmbeddingTransformer()), ("router", router)])
+        gs = GridSearchCV(pipe, {"router__lambda_tokens": [0.0, lt],
+                                 "router__lambda_latency": [0.0, ll]},
+                          scoring=routing_scorers(lt, ll), refit="utility",
+                          cv=KFold(2, shuffle=True, random_state=0), n_jobs=2)
+        gs.fit(train.texts, train.Y, tokens=train.T, latency=train.L)
+        res = pd.DataFrame(gs.cv_results_)
+        assert res["mean_test_utility"].notna().all()
+        # the fixed-lambda scorer does not reward lambda=0: costs are priced in the score
+        u00 = res.loc[(res.param_router__lambda_tokens == 0)
+                      & (res.param_router__lambda_latency == 0), "mean_test_utility"].item()
+        assert gs.best_score_ >= u00
+        assert (res["mean_test_latency"] < 0).all()  # negated mean latency
+        assert (res["mean_test_accuracy"].between(0, 1)).all()
+        pred = gs.predict(test.texts)
+        assert set(pred) <= set(SMALL_SPACE)
+        # scoring the refitted pipeline directly with the same scorer works too
+        u = routing_scorers(lt, ll)["utility"](gs.best_estimator_, test.texts, test.Y,
+                                               tokens=test.T, latency=test.L)
+        assert u == pytest.approx(realized_utility(test.Y, test.T, test.L, pred, lt, ll))
