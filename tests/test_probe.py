@@ -227,3 +227,11 @@ def test_cv_accepts_splitter_and_explicit_folds():
     clf = ProbeClassifier(**{**SMALL, "max_epochs": 2, "cv": folds}).fit(X, y)
     assert len(clf.calibrated_.calibrated_classifiers_) == 2
     np.testing.assert_array_equal(clf.cv_splits_[0][1], np.arange(30))
+
+
+def test_min_steps_adds_epochs_on_small_data():
+    X, y = _blobs(60)  # 40 training rows per fold: 3 batches of 16
+    clf = ProbeClassifier(**{**SMALL, "max_epochs": 2, "min_steps": 10}).fit(X, y)
+    assert [len(cc.estimator.history) for cc in clf.calibrated_.calibrated_classifiers_] == [4] * 3
+    clf = ProbeClassifier(**{**SMALL, "max_epochs": 2}).fit(X, y)
+    assert len(clf.calibrated_.calibrated_classifiers_[0].estimator.history) == 2

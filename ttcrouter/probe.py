@@ -165,9 +165,10 @@ class _WeightedBinaryNet(NeuralNetBinaryClassifier):
     standardization (mean, std of the training rows) lives in the module's buffers.
     """
 
-    def __init__(self, *args, standardize=True, **kwargs):
+    def __init__(self, *args, standardize=True, min_steps=0, **kwargs):
         super().__init__(*args, **kwargs)
         self.standardize = standardize
+        self.min_steps = min_steps
 
     def fit(self, X, y, sample_weight=None):
         X = np.ascontiguousarray(X, dtype=np.float32)
@@ -187,7 +188,9 @@ class _WeightedBinaryNet(NeuralNetBinaryClassifier):
             scale = np.ones(X.shape[1], dtype=np.float32)
         self._input_stats = (mean, scale)
         self.set_params(module__n_features=X.shape[1])
-        return super().fit({"data": X, "sample_weight": w}, y)
+        n_batches = -(-X.shape[0] // self.batch_size)
+        epochs = max(self.max_epochs, -(-self.min_steps // n_batches))
+        return super().fit({"data": X, "sample_weight": w}, y, epochs=epochs)
 
     def initialize_module(self):
         super().initialize_module()
@@ -228,8 +231,11 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
     ----------
     hidden_units : tuple of int, default=(200, 200)
         Sizes of the hidden layers (the paper's probe is 200-200-1).
-    max_epochs : int, default=40
-        Training epochs of each network.
+    max_epochs : int, default=20
+        Training epochs of each network (more on small data, see ``min_steps``).
+    min_steps : int, default=0
+        Train each network for at least this many optimizer steps: on small data (few
+        batches per epoch) the number of epochs grows to reach it.
     lr : float, default=1e-3
         Adam learning rate.
     batch_size : int, default=256
@@ -272,6 +278,7 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "hidden_units": ["array-like"],
         "max_epochs": [Interval(numbers.Integral, 1, None, closed="left")],
+        "min_steps": [Interval(numbers.Integral, 0, None, closed="left")],
         "lr": [Interval(numbers.Real, 0, None, closed="neither")],
         "batch_size": [Interval(numbers.Integral, 1, None, closed="left")],
         "weight_decay": [Interval(numbers.Real, 0, None, closed="left")],
@@ -285,7 +292,8 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
     def __init__(
         self,
         hidden_units=(200, 200),
-        max_epochs=40,
+        max_epochs=20,
+        min_steps=0,
         lr=1e-3,
         batch_size=256,
         weight_decay=0.0,
@@ -297,6 +305,7 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
     ):
         self.hidden_units = hidden_units
         self.max_epochs = max_epochs
+        self.min_steps = min_steps
         self.lr = lr
         self.batch_size = batch_size
         self.weight_decay = weight_decay
@@ -414,6 +423,7 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
             device=_resolve_device(self.device),
             verbose=0,
             standardize=bool(self.standardize),
+            min_steps=int(self.min_steps),
         )
         return net
 
