@@ -10,7 +10,10 @@ router's lambdas would always favour lambda = 0.
 Run: python examples/pipeline_gridsearch.py
 """
 
+import tempfile
+
 import sklearn
+from joblib import Memory
 from sklearn.model_selection import GridSearchCV, GroupKFold
 from sklearn.pipeline import Pipeline
 
@@ -37,7 +40,11 @@ def main():
 
     router = UtilityRouter(probe=ProbeClassifier(random_state=0))
     router.set_fit_request(tokens=True, latency=True)
-    pipe = Pipeline([("embed", EmbeddingTransformer()), ("router", router)])
+    # memory= caches the fitted encoder: each fold embeds its queries once, not once per
+    # lambda candidate (UtilityRouterCV goes further and fits the probe once per fold too)
+    cache = tempfile.TemporaryDirectory()
+    pipe = Pipeline([("embed", EmbeddingTransformer()), ("router", router)],
+                    memory=Memory(cache.name, verbose=0))
 
     # The trade-off we care about: 1000 generated tokens cost as much as 0.1 accuracy.
     price = 1e-4
@@ -65,6 +72,7 @@ def main():
     question = "What is 7 + 5?"
     print(f"{question!r} -> {search.predict([question])[0]}")
     sklearn.set_config(enable_metadata_routing=False)
+    cache.cleanup()
 
 
 if __name__ == "__main__":
