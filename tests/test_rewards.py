@@ -177,3 +177,93 @@ def test_vllm_reward_model_is_lazy():
     rm = VLLMRewardModel("some/model", max_model_len=1024)
     assert rm._llm is None and rm.engine_kwargs == {"max_model_len": 1024}
     assert rm.last_reward_tokens == 0
+
+
+# -- tiny PRM on the vLLM pooling engine ---------------------------------------------------------
+def _build_tiny_qwen_prm(out: Path) -> int:
+    """A random-weight Qwen2ForProcessRewardModel (vLLM's class for Qwen2.5-Math-PRM)."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2Model
+
+    src = _minilm_tokenizer_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
+                 "special_tokens_map.json"):
+        if (src / name).exists():
+            shutil.copy(src / name, out / name)
+    tok = AutoTokenizer.from_pretrained(out)
+    tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
+    tok.chat_template = CHAT_TEMPLATE
+    tok.save_pretrained(out)
+    torch.manual_seed(0)
+    hidden = 128  # head size 64: supported by the CPU attention backend
+    config = Qwen2Config(
+        vocab_size=len(tok), hidden_size=hidden, intermediate_size=256, num_hidden_layers=2,
+        num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=512,
+        num_labels=2, pad_token_id=tok.pad_token_id, tie_word_embeddings=False,
+    )
+    state = {f"model.{k}": v.contiguous() for k, v in Qwen2Model(config).state_dict().items()}
+    state["score.0.weight"] = torch.randn(hidden, hidden) * 0.05
+    state["score.0.bias"] = torch.zeros(hidden)
+    state["score.2.weight"] = torch.randn(2, hidden) * 0.5
+    state["score.2.bias"] = torch.zeros(2)
+    save_file(state, str(out / "model.safetensors"))
+    config.architectures = ["Qwen2ForProcessRewardModel"]
+    config.save_pretrained(out)
+    return tok.convert_tokens_to_ids("<extra_0>")
+
+
+def _reference_rewards(out: Path, question, solutions):
+    """The same rewards computed by hand in torch: Qwen2 trunk, Linear-ReLU-Linear head."""
+    import torch
+    from safetensors.torch import load_file
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2Model
+
+    tok = AutoTokenizer.from_pretrained(out)
+    state = load_file(str(out / "model.safetensors"))
+    trunk = Qwen2Model(Qwen2Config.from_pretrained(out))
+    trunk.load_state_dict({k[6:]: v for k, v in state.items() if k.startswith("model.")})
+    trunk.eval()
+    step_id = tok.convert_tokens_to_ids("<extra_0>")
+    rewards = []
+    for steps in solutions:
+        ids = torch.tensor([tok.encode(format_prm_input(tok, question, steps),
+                                       add_special_tokens=False)])
+        with torch.no_grad():
+            h = trunk(input_ids=ids).last_hidden_state[0]
+            h = torch.relu(h @ state["score.0.weight"].T + state["score.0.bias"])
+            logits = h @ state["score.2.weight"].T + state["score.2.bias"]
+        rewards.append(torch.softmax(logits, -1)[:, 1][ids[0] == step_id].tolist())
+    return rewards
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_vllm_reward_model_tiny_qwen_prm(tmp_path):
+    """VLLMRewardModel on vLLM's PRM class: one reward per step, equal to a torch reference.
+
+    Starts a second (pooling) CPU engine for about a minute.
+    """
+    pytest.importorskip("vllm")
+    from vllm.config import PoolerConfig
+
+    step_id = _build_tiny_qwen_prm(tmp_path / "prm")
+    rm = VLLMRewardModel(str(tmp_path / "prm"), enforce_eager=True, max_model_len=512,
+                         dtype="float32", pooler_config=PoolerConfig(step_tag_id=step_id),
+                         trust_remote_code=False)
+    try:
+        got = rm.score("What is 3 + 4?", SOLUTIONS)
+        tokens = rm.last_reward_tokens
+        batch = rm.score_batch(["What is 3 + 4?", "What is 2 * 5?"],
+                               [SOLUTIONS[:1], [["2 * 5 = 10", "Answer: 10"]]])
+    finally:
+        rm.close()
+    assert [len(s) for s in got] == [len(s) for s in SOLUTIONS]
+    assert all(0.0 <= r <= 1.0 for s in got for r in s)
+    expected = _reference_rewards(tmp_path / "prm", "What is 3 + 4?", SOLUTIONS)
+    for a, b in zip(got, expected):
+        assert a == pytest.approx(b, abs=1e-4)
+    assert tokens > 0 and rm.reward_tokens > tokens
+    assert [len(x) for x in batch] == [1, 1] and len(batch[1][0]) == 2
+    assert batch[0][0] == pytest.approx(got[0], abs=1e-4)

@@ -18,10 +18,9 @@ beam pool.
 from __future__ import annotations
 
 import contextlib
-import math
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -390,7 +389,9 @@ class StrategyExecutor:
             isinstance(self.max_steps, bool) or not isinstance(self.max_steps, (int, np.integer))
             or self.max_steps < 1
         ):
-            raise ValueError(f"max_steps must be None or a positive integer, got {self.max_steps!r}.")
+            raise ValueError(
+                f"max_steps must be None or a positive integer, got {self.max_steps!r}."
+            )
         if not isinstance(self.step_delimiter, str) or not self.step_delimiter:
             raise ValueError(
                 f"step_delimiter must be a non-empty string, got {self.step_delimiter!r}."
