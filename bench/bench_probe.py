@@ -91,6 +91,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
 
     E_te, S, P_te, _ = make_problem(1000, seed=1)
+    E_w, _, _, Y_w = make_problem(20, seed=2)
+    fit_probe(E_w, S, Y_w, max_epochs=1)  # warm-up: first torch/skorch calls are slow
     rows = []
     probe = None
     for n in args.sizes:
@@ -111,7 +113,8 @@ def main(argv=None):
         f"Command: `python bench/bench_probe.py --sizes {' '.join(map(str, args.sizes))}`  ",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC  ",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs "
-        f"(shared with other jobs; figures are noisy), Python {sys.version.split()[0]}, "
+        f"(shared with other jobs; figures are noisy; load average at the end "
+        f"{os.getloadavg()[0]:.1f}), Python {sys.version.split()[0]}, "
         f"torch {torch.__version__}  ",
         f"Probe: defaults (hidden_units={p.hidden_units}, max_epochs={p.max_epochs}, "
         f"lr={p.lr}, batch_size={p.batch_size}, cv={p.cv}, n_threads={p.n_threads}), "

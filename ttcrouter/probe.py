@@ -190,7 +190,10 @@ class _WeightedBinaryNet(NeuralNetBinaryClassifier):
         self.set_params(module__n_features=X.shape[1])
         n_batches = -(-X.shape[0] // self.batch_size)
         epochs = max(self.max_epochs, -(-self.min_steps // n_batches))
-        return super().fit({"data": X, "sample_weight": w}, y, epochs=epochs)
+        super().fit({"data": X, "sample_weight": w}, y, epochs=epochs)
+        # Adam's moment estimates are twice the size of the weights: not worth pickling
+        self.optimizer_.state.clear()
+        return self
 
     def initialize_module(self):
         super().initialize_module()
