@@ -216,9 +216,13 @@ class EmbeddingTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         if getattr(self, "_model", None) is not None:
             return self._tokenizer, self._model
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         path = self.model_path_
+        bars = hf_logging.is_progress_bar_enabled()
         try:
+            if not self.show_progress:  # transformers' "Loading weights" bar
+                hf_logging.disable_progress_bar()
             tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
             model = AutoModel.from_pretrained(
                 path, local_files_only=True, dtype=self._torch_dtype()
@@ -228,6 +232,9 @@ class EmbeddingTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
                 f"Could not load model {path!r} offline ({exc}). Point `model` at a local "
                 "model folder with config.json, weights and tokenizer files."
             ) from None
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         if tokenizer.pad_token is None:
             if tokenizer.eos_token is None:
                 raise ValueError(
