@@ -148,3 +148,22 @@ def test_route_on_real_model_transformers(router_file, capsys):
     rec = json.loads(out.splitlines()[-1])
     assert rec["strategy"] in STRATEGIES
     assert rec["tokens"] > 0 and rec["latency_s"] > 0 and rec["error"] is None
+
+
+@pytest.mark.slow
+def test_fit_to_a_latency_budget(runs_file, tmp_path, capsys):
+    from ttcrouter.runs import aggregate_runs, read_runs
+
+    s = aggregate_runs(read_runs(runs_file))
+    means = s.L.mean()
+    budget = float((means.min() + means.max()) / 2)
+    out = tmp_path / "budget.joblib"
+    assert main(["fit", str(runs_file), "--out", str(out),
+                 "--max-mean-latency", f"{budget:.4f}"]) == 0
+    meta = joblib.load(out)["metadata"]
+    assert meta["max_mean_latency"] == pytest.approx(budget, rel=1e-3)
+    assert meta["lambda_latency"] >= 0 and "lambda_tokens" in meta
+    assert "router saved to" in capsys.readouterr().out
+    # fixed lambdas and a budget together are refused
+    assert main(["fit", str(runs_file), "--out", str(out), "--lambda-tokens", "0.1",
+                 "--max-mean-latency", f"{budget:.4f}"]) == 2

@@ -106,6 +106,27 @@ def test_router_plus_encoder(fitted_pipeline):
         RoutedExecutor(fitted_pipeline, backend="tgi")
 
 
+def test_executor_is_built_lazily_per_backend():
+    from sklearn.dummy import DummyClassifier
+    from sklearn.preprocessing import FunctionTransformer
+
+    pipe = Pipeline([("len", FunctionTransformer(lambda qs: [[len(q)] for q in qs])),
+                     ("router", DummyClassifier(strategy="constant",
+                                                constant="majority_vote@n=1"))])
+    pipe.fit(["a", "bb"], ["majority_vote@n=1", "majority_vote@n=2"])
+    urls = ["http://127.0.0.1:9/v1", "http://127.0.0.1:10/v1"]
+    routed = RoutedExecutor(pipe, backend="openai", base_url=urls, model="m",
+                            executor_kwargs={"max_tokens": 16})
+    assert routed._executor is None  # nothing started yet
+    assert routed.route(["What is 1 + 1?"])[0] == ["majority_vote@n=1"]
+    ex = routed.executor
+    assert type(ex.generator).__name__ == "OpenAIGenerator"
+    assert ex.generator.urls == urls and ex.generator.model == "m" and ex.max_tokens == 16
+    routed.close()
+    with pytest.raises(ValueError, match="base_url"):
+        RoutedExecutor(pipe, backend="openai").executor
+
+
 @pytest.mark.slow
 @pytest.mark.vllm
 def test_routed_execution_on_the_embedded_model(fitted_pipeline, vllm_generator):

@@ -358,7 +358,7 @@ class RoutedExecutor:
                 raise ValueError("backend='openai' needs base_url (the server's /v1 URL).")
             if self.model is not None:
                 kw["model"] = self.model
-            generator = OpenAIGenerator(base_url=self.base_url, **kw)
+            generator = OpenAIGenerator(self.base_url, **kw)
         ekw = dict(self.executor_kwargs)
         if self.scorer is not None:
             ekw["scorer"] = self.scorer
