@@ -89,10 +89,11 @@ def test_group_aware_folds_keep_groups_whole():
     assert sorted(seen) == list(range(len(X2)))
 
 
-def test_predict_proba_grid_matches_cross_product():
+@pytest.mark.parametrize("hidden_units", [(12, 7), (), (200, 200)])
+def test_predict_proba_grid_matches_cross_product(hidden_units):
     E, S, X, p, groups = _grid_problem()
     X2, y2, w2, g2 = soft_to_weighted(X, p, groups)
-    clf = ProbeClassifier(hidden_units=(12, 7), max_epochs=10, random_state=0)
+    clf = ProbeClassifier(hidden_units=hidden_units, max_epochs=10, random_state=0)
     clf.fit(X2, y2, sample_weight=w2, groups=g2)
     rng = np.random.default_rng(1)
     E_new = rng.normal(size=(9, E.shape[1])).astype(np.float32)
@@ -235,3 +236,14 @@ def test_min_steps_adds_epochs_on_small_data():
     assert [len(cc.estimator.history) for cc in clf.calibrated_.calibrated_classifiers_] == [4] * 3
     clf = ProbeClassifier(**{**SMALL, "max_epochs": 2}).fit(X, y)
     assert len(clf.calibrated_.calibrated_classifiers_[0].estimator.history) == 2
+
+
+def test_grid_chunking_gives_the_same_result():
+    from ttcrouter.probe import _grid_proba
+
+    E, S, X, p, groups = _grid_problem()
+    X2, y2, w2, g2 = soft_to_weighted(X, p, groups)
+    clf = ProbeClassifier(**{**SMALL, "max_epochs": 3}).fit(X2, y2, sample_weight=w2, groups=g2)
+    full = clf.predict_proba_grid(E, S)
+    chunked = _grid_proba(clf._fast_members_, E, S, max_pairs=7)  # 2 queries per chunk
+    np.testing.assert_allclose(chunked, full, atol=1e-12)
