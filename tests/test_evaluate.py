@@ -121,6 +121,8 @@ def test_perfect_router_matches_oracle_and_closes_gap(report):
     assert len(gaps) > 0
     np.testing.assert_allclose(gaps, 1.0)
     for axis in ("tokens", "latency"):
+        assert rep.frontier_check[axis]["at_or_above_everywhere"]
+        assert rep.frontier_check[axis]["below_at_budgets"] == []
         assert rep.auc[axis]["router"] == pytest.approx(rep.auc[axis]["oracle"])
         assert rep.auc[axis]["router"] > rep.auc[axis]["static"]
     # the mix: shares sum to one, the heavy strategy fades as lambda grows
@@ -146,7 +148,8 @@ def test_files_written(report):
         assert arr.std() > 0  # not a blank image
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("ttcrouter_version", "strategies", "n_train", "n_test", "best_static",
-                "static", "adaptive", "oracle", "mix", "gap_closed", "auc", "config",
+                "static", "adaptive", "oracle", "mix", "gap_closed", "auc",
+                "frontier_check", "config",
                 "timings"):
         assert key in metrics, key
     assert set(metrics["adaptive"]) == {"tokens", "latency", "both"}
@@ -187,6 +190,24 @@ def test_explicit_grids_and_split_seed():
                  lambda_tokens_grid=[0, 1], lambda_latency_grid=[0, 0.1], progress=False)
     assert a.config["test_query_ids"] == b.config["test_query_ids"]
     assert len(b.adaptive["both"]) == 2  # equal lengths -> paired
+
+
+class ConstantRouter(LookupRouter):
+    """Always predicts the same accuracies: routes everyone to one strategy per lambda."""
+
+    def predict_accuracy(self, X):
+        return np.tile([0.5, 0.4, 0.3], (len(X), 1))
+
+
+def test_frontier_check_reports_a_router_below_static():
+    rep = evaluate(toy_runs(), encoder=KindEncoder(), router=ConstantRouter(), progress=False)
+    for axis in ("tokens", "latency"):
+        c = rep.frontier_check[axis]
+        assert not c["at_or_above_everywhere"]
+        # always the cheapest strategy: below static at the two dearer static costs
+        assert len(c["below_at_budgets"]) == 2
+        assert c["largest_shortfall"] == pytest.approx(1 - rep.static["accuracy"].iloc[0])
+    assert "no (below at 2 budget(s)" in rep.summary()
 
 
 def test_frontier_at():

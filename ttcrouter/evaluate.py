@@ -133,12 +133,20 @@ class EvaluationReport:
         ``oracle_accuracy``, ``gap_closed``.
     auc : dict
         ``{axis: {"static": a, "router": a, "oracle": a, "lo": c, "hi": c}}``.
+    frontier_check : dict
+        ``{axis: {"at_or_above_everywhere": bool, "below_at_budgets": [...],
+        "largest_shortfall": float}}``: whether the router's frontier is at or above the
+        static frontier at every budget between the cheapest and the dearest static strategy
+        (checked at every static cost, where the static frontier steps; a budget at which the
+        router has no point counts as below).
     config : dict
         Split, penalties, estimators and versions.
     timings : dict
         Seconds per stage.
     files : dict
         Paths written by :meth:`save` (empty until then).
+    fitted_encoder, fitted_router : estimator
+        The encoder and router fitted on the training queries (not saved in the report).
     """
 
     strategies: list
@@ -150,9 +158,12 @@ class EvaluationReport:
     mix: dict
     gap_closed: pd.DataFrame
     auc: dict
+    frontier_check: dict = field(default_factory=dict)
     config: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
+    fitted_encoder: object = field(default=None, repr=False)
+    fitted_router: object = field(default=None, repr=False)
 
     @property
     def best_static(self) -> str:
@@ -177,6 +188,7 @@ class EvaluationReport:
             "mix": {k: records(v) for k, v in self.mix.items()},
             "gap_closed": records(self.gap_closed),
             "auc": _jsonable(self.auc),
+            "frontier_check": _jsonable(self.frontier_check),
             "config": _jsonable(self.config),
             "timings": _jsonable(self.timings),
         }
@@ -206,6 +218,12 @@ class EvaluationReport:
         for axis, a in self.auc.items():
             lines.append(f"  area under frontier ({axis}): static {a['static']:.3f}, "
                          f"router {a['router']:.3f}, oracle {a['oracle']:.3f}")
+        for axis, c in self.frontier_check.items():
+            verdict = ("yes" if c["at_or_above_everywhere"] else
+                       f"no (below at {len(c['below_at_budgets'])} budget(s), by up to "
+                       f"{c['largest_shortfall']:.3f})")
+            lines.append(f"  router at or above the static frontier at every {axis} budget: "
+                         f"{verdict}")
         return "\n".join(lines)
 
     def save(self, report_dir) -> dict:
@@ -378,6 +396,10 @@ def _markdown(rep: EvaluationReport) -> str:
     gap["gap_closed"] = [_fmt(v, pct=True) for v in gap["gap_closed"]]
     auc = pd.DataFrame([{"axis": k, "static": v["static"], "router": v["router"],
                          "oracle": v["oracle"]} for k, v in rep.auc.items()])
+    check = pd.DataFrame([{
+        "axis": k, "at or above everywhere": "yes" if v["at_or_above_everywhere"] else "no",
+        "budgets where below": ", ".join(f"{b:.4g}" for b in v["below_at_budgets"]) or "-",
+        "largest shortfall": v["largest_shortfall"]} for k, v in rep.frontier_check.items()])
     parts = [
         "# ttcrouter evaluation report",
         "",
@@ -405,6 +427,11 @@ def _markdown(rep: EvaluationReport) -> str:
         "the static cost range (accuracy 0 where nothing fits the budget):",
         "",
         _md_table(auc),
+        "",
+        "Is the router's frontier at or above the static frontier at every budget between "
+        "the cheapest and the dearest static strategy?",
+        "",
+        _md_table(check),
         "",
         "## Static strategies",
         "",
@@ -601,7 +628,7 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
               .rename(columns={"mean_latency": "mean_latency_s"}))
     static.index.name = None
 
-    gap_rows, auc = [], {}
+    gap_rows, auc, check = [], {}, {}
     for axis, col in _AXES.items():
         sc, sa = static[col].to_numpy(), static["accuracy"].to_numpy()
         rc, ra = adaptive[axis][col].to_numpy(), adaptive[axis]["accuracy"].to_numpy()
@@ -624,6 +651,17 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
                      for name, c, a in (("static", sc, sa), ("router", rc, ra),
                                         ("oracle", oc, oa))}
         auc[axis].update(lo=lo, hi=hi, log_axis=use_log)
+        # The static envelope only steps up at static costs and the router's envelope never
+        # decreases, so comparing at every static cost decides "at every budget".
+        knots = np.unique(sc)
+        s_k, r_k = frontier_at(sc, sa, knots), frontier_at(rc, ra, knots)
+        below = ~(np.nan_to_num(r_k, nan=-np.inf) >= s_k - 1e-12)
+        check[axis] = {
+            "at_or_above_everywhere": bool(not below.any()),
+            "below_at_budgets": knots[below].tolist(),
+            "largest_shortfall": float(np.max(s_k[below] - np.nan_to_num(r_k[below], nan=0.0)))
+            if below.any() else 0.0,
+        }
     stages.done()
 
     config = {
@@ -641,7 +679,9 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
     report = EvaluationReport(
         strategies=strategies, n_train=len(tr), n_test=len(te), static=static,
         adaptive=adaptive, oracle=oracle, mix=mix,
-        gap_closed=pd.DataFrame(gap_rows), auc=auc, config=config, timings=stages.timings,
+        gap_closed=pd.DataFrame(gap_rows), auc=auc, frontier_check=check, config=config,
+        timings=stages.timings,
+        fitted_encoder=encoder, fitted_router=router,
     )
     report.timings["total"] = round(time.perf_counter() - stages.t0, 3)
     if report_dir is not None:
