@@ -61,12 +61,11 @@ def _router(**kw):
                          strategies=["majority_vote@n=1"], **kw)
 
 
-def _estimators():
+def _fast_estimators():
     # EmbeddingTransformer takes strings only (input tag string=True): sklearn runs no
     # numeric checks on it; its own tests use tiny random-weight models.
     return [
         EmbeddingTransformer(),
-        ProbeClassifier(hidden_units=(8,), max_epochs=2, cv=2, random_state=0),
         CostTable(),
         CostTable(per_query=True),
         _router(),
@@ -84,9 +83,15 @@ def _expected_failed_checks(est):
     return {}
 
 
-@pytest.mark.slow
-@parametrize_with_checks(_estimators(), expected_failed_checks=_expected_failed_checks)
+@parametrize_with_checks(_fast_estimators(), expected_failed_checks=_expected_failed_checks)
 def test_sklearn_compatible(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.slow
+@parametrize_with_checks([ProbeClassifier(hidden_units=(8,), max_epochs=2, cv=2, random_state=0)],
+                         expected_failed_checks=_expected_failed_checks)
+def test_sklearn_compatible_probe(estimator, check):
     check(estimator)
 
 

@@ -93,7 +93,6 @@ def test_bad_arguments(kwargs, match):
 
 @pytest.mark.slow
 def test_real_encoder_tells_difficulties_apart():
-    pytest.importorskip("ttcrouter.embedding")
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
 

@@ -53,6 +53,7 @@ def fitted(data):
     return cv.fit(Xtr, train.Y, train.T, train.L)
 
 
+@pytest.mark.slow
 def test_cv_results_and_refit(fitted, data):
     train, test, _, Xtr, Xte = data
     cv = fitted

@@ -460,13 +460,11 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         tags.target_tags.required = True
         tags.target_tags.single_output = False
         tags.target_tags.multi_output = True
-        probe = self.probe
-        if probe is not None:
-            try:
-                from sklearn.utils import get_tags
+        # the default ProbeClassifier() is unseeded
+        if self.probe is None:
+            tags.non_deterministic = True
+        else:
+            from sklearn.utils import get_tags
 
-                tags.input_tags.sparse = False
-                tags.non_deterministic = get_tags(probe).non_deterministic
-            except Exception:  # pragma: no cover
-                pass
+            tags.non_deterministic = get_tags(self.probe).non_deterministic
         return tags
