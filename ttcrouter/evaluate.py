@@ -88,13 +88,20 @@ def frontier_at(cost, accuracy, budgets):
     return out
 
 
-def _auto_grid(mean_costs, n=30):
-    """0 followed by a log grid whose largest penalty makes cost dominate accuracy."""
+def _auto_grid(mean_costs, n=31):
+    """0, a log grid, and a last penalty so large that the cheapest strategy always wins.
+
+    The log grid runs from ``1e-3 / spread`` (cost differences barely matter) to
+    ``30 / spread`` (they dominate predicted accuracy differences), where ``spread`` is the
+    range of the strategies' mean training costs. The last value (``1e6 / spread``) makes
+    even the oracle, whose per-query accuracy differences reach 1, pick the cheapest
+    strategy, so every curve reaches the cheap end of the cost axis.
+    """
     mean_costs = np.asarray(mean_costs, dtype=float)
     scale = float(np.nanmax(mean_costs) - np.nanmin(mean_costs))
     if not np.isfinite(scale) or scale <= 0:
         scale = float(np.nanmax(np.abs(mean_costs))) or 1.0
-    return np.r_[0.0, np.geomspace(1e-3, 30.0, n - 1) / scale]
+    return np.r_[0.0, np.geomspace(1e-3, 30.0, n - 2), 1e6] / scale
 
 
 def _grid(values, mean_costs, what):
@@ -522,8 +529,9 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         ``None`` means ``UtilityRouter()``. Cloned and fitted once on the training queries;
         its own lambdas are ignored (the sweeps set them).
     lambda_tokens_grid, lambda_latency_grid : array-like, default=None
-        Penalties to sweep. ``None`` picks 0 and a log grid up to a penalty at which cost
-        dominates (scaled by the spread of the strategies' mean training costs). The
+        Penalties to sweep. ``None`` picks 0, a log grid scaled by the spread of the
+        strategies' mean training costs, and a last penalty at which the cheapest strategy
+        always wins (for the router and the oracle alike). The
         ``"both"`` sweep pairs the two grids element-wise when they have equal lengths,
         else takes their product.
     report_dir : str or Path, default=None
