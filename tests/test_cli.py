@@ -132,6 +132,14 @@ def test_read_questions_plain_text(tmp_path):
     assert qs == [(1, "What is 1 + 1?"), (3, "What is 2 + 2?")] and problems == []
 
 
+def test_collect_is_wired(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["collect", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--repeats" in out and "--out" in out
+
+
 def test_usage_errors(capsys):
     assert main([]) == 2
     with pytest.raises(SystemExit) as exc:

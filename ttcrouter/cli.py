@@ -305,8 +305,12 @@ def _print_result(rec: dict, as_json: bool) -> None:
 # ---------------------------------------------------------------------------------------
 
 def _collect_module():
+    # import_module, not `from . import collect`: the package's lazy attribute `collect` is
+    # the function ttcrouter.collect.collect, which shadows the submodule
+    from importlib import import_module
+
     try:
-        from . import collect as mod
+        mod = import_module(".collect", __package__)
     except ImportError:
         return None
     if hasattr(mod, "add_arguments") and hasattr(mod, "run"):
