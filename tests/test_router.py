@@ -280,3 +280,16 @@ def test_defaults_are_probe_classifier_and_cost_table(data):
     assert isinstance(r.probe_, ProbeClassifier)
     assert r.probe is not r.probe_  # cloned
     assert UtilityRouter().probe is None and UtilityRouter().costs is None
+
+
+def test_probe_without_sample_weight_takes_hard_labels_only(data):
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    train, _, _, Xtr, Xte = data
+    probe = make_pipeline(StandardScaler(), LogisticRegression())  # fit(X, y, **params)
+    hard = (train.Y >= 0.5).astype(float)
+    r = UtilityRouter(probe=probe, costs=CostTable()).fit(Xtr, hard)
+    assert r.predict_accuracy(Xte).shape == (len(Xte), len(SMALL_SPACE))
+    with pytest.raises(ValueError, match="cannot take sample_weight"):
+        UtilityRouter(probe=probe, costs=CostTable()).fit(Xtr, train.Y)
