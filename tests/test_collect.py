@@ -211,20 +211,20 @@ def test_kill_and_resume_subprocess(tmp_path, embedded_model_path):
     an uninterrupted run and no duplicate."""
     out = tmp_path / "killed"
     strategies = "majority_vote@n=1,majority_vote@n=2,best_of_n@n=2,beam_search@n=2,w=2"
-    cmd = [sys.executable, "-m", "ttcrouter.collect", "arithmetic:4", "--strategies",
+    cmd = [sys.executable, "-m", "ttcrouter.collect", "arithmetic:3", "--strategies",
            strategies, "--repeats", "2", "--out", str(out), "--backend", "transformers",
-           "--max-tokens", "12", "--step-max-tokens", "6", "--max-steps", "2",
+           "--max-tokens", "8", "--step-max-tokens", "4", "--max-steps", "2",
            "--calibration-queries", "1", "--chunk-size", "1", "--no-progress"]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, start_new_session=True)
     try:
-        deadline = time.time() + 600
-        while len(list(out.glob("part-*.parquet"))) < 3:
+        deadline = time.time() + 1200
+        while len(list(out.glob("part-*.parquet"))) < 2:
             if proc.poll() is not None:
                 pytest.fail(f"collection ended before it was killed: "
                             f"{proc.stderr.read().decode()[-2000:]}")
-            assert time.time() < deadline, "no part file after 10 minutes"
+            assert time.time() < deadline, "no part file after 20 minutes"
             time.sleep(0.2)
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -233,13 +233,13 @@ def test_kill_and_resume_subprocess(tmp_path, embedded_model_path):
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
     partial = load_collection(out)
-    n_expected = 4 * 4 * 2
+    n_expected = 3 * 4 * 2
     assert 0 < len(partial) < n_expected
     res = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     full = load_collection(out)     # validate_runs raises on a duplicate key
     keys = Counter(zip(full["query_id"], full["strategy"], full["repeat"]))
-    expected = {(q, s, r) for q in arithmetic(4)["query_id"]
+    expected = {(q, s, r) for q in arithmetic(3)["query_id"]
                 for s in ["majority_vote@n=1", "majority_vote@n=2", "best_of_n@n=2",
                           "beam_search@n=2,w=2"] for r in range(2)}
     assert set(keys) == expected and max(keys.values()) == 1
@@ -250,3 +250,21 @@ def test_kill_and_resume_subprocess(tmp_path, embedded_model_path):
     assert (merged["tokens"] == merged["tokens_p"]).all()
     prov = json.loads((out / "_provenance.json").read_text())
     assert len(prov["sessions"]) == 2 and prov["backend"] == "transformers"
+
+
+def test_shipped_embedded_table():
+    path = ROOT / "ttcrouter" / "data" / "arithmetic_smollm2_runs.parquet"
+    if not path.exists():
+        pytest.skip("the embedded runs table is not shipped in this checkout")
+    from ttcrouter.runs import aggregate_runs
+
+    df = read_runs(path)                      # validates: no duplicate key, 0/1 correct, ...
+    prov = df.attrs["provenance"]
+    assert prov["model"] == "SmolLM2-135M-Instruct" and prov["backend"] == "vllm"
+    assert prov["hardware"]["cpu_count"] >= 1 and prov["sessions"]
+    assert set(df["latency_source"]) == {"calibrated"}
+    summary = aggregate_runs(df)
+    assert len(summary) >= 32 and len(summary.strategies) == 17
+    # per-query accuracy varies: some queries always solved by some strategy, some never
+    oracle = summary.Y.max(axis=1)
+    assert (oracle == 0).any() and (oracle > 0.5).any()

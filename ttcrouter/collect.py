@@ -33,11 +33,13 @@ Wall clock is measured, never invented. A pooled row did not run on its own, so 
 latency is derived from *isolated* executions timed on a calibration subset: before
 collecting, every strategy is executed alone (:meth:`StrategyExecutor.execute`, one query
 at a time, after one warm-up call) on the first ``calibration_queries`` queries, timed with
-``time.perf_counter`` around the call. Per strategy, a least-squares line
-``latency = a + b * x`` is fitted to those timings, where x is the largest number of tokens
-any of the strategy's candidates generated (the decode steps the batch ran) for the
-parallel methods, and the total generated tokens for beam search; if b comes out negative
-the model falls back to the mean timing. A row's ``latency_s`` is that line evaluated at
+``time.perf_counter`` around the call. A least-squares line ``latency = a + b * x`` is
+fitted to those timings, where x is the largest number of tokens any candidate generated
+(the decode steps the batch ran) for the parallel methods, with one line per N over the
+three methods (they generate alike: N samples in one request), and the total generated
+tokens for beam search, one line per configuration; if b comes out negative the model falls
+back to the mean timing. Each row keeps its x in ``latency_x``, so latencies can be
+re-derived from a better calibration later. A row's ``latency_s`` is that line evaluated at
 the row's own x, and ``latency_source`` is ``"calibrated"``. Beam search rows run for real
 (``execute_batch`` across queries, each query its own beams) but batched, so their latency
 is derived in the same way. With ``latency="isolated"`` nothing is pooled: every row is one
@@ -111,7 +113,7 @@ _LOCK = "_lock"
 
 #: Columns of the rows :func:`collect` writes (the runs-table columns first).
 COLUMNS = (*RUN_COLUMNS, "prompt_tokens", "reward_tokens", "n_samples", "steps",
-           "latency_source", "level")
+           "latency_source", "latency_x", "level")
 
 
 class CollectionConfigError(ValueError):
@@ -267,7 +269,7 @@ def _arrow_schema():
              "correct": pa.int8(), "tokens": pa.int64(), "latency_s": pa.float64(),
              "error": pa.string(), "prompt_tokens": pa.int64(), "reward_tokens": pa.int64(),
              "n_samples": pa.int64(), "steps": pa.int64(), "latency_source": pa.string(),
-             "level": pa.string()}
+             "latency_x": pa.float64(), "level": pa.string()}
     return pa.schema([(c, types[c]) for c in COLUMNS])
 
 
@@ -589,7 +591,8 @@ def _base_row(q, spec_name, repeat):
 def _error_row(q, spec_name, repeat, error, source):
     row = _base_row(q, spec_name, repeat)
     row.update(answer=None, correct=0, tokens=0, latency_s=float("nan"), error=str(error)[:2000],
-               prompt_tokens=0, reward_tokens=0, n_samples=0, steps=0, latency_source=source)
+               prompt_tokens=0, reward_tokens=0, n_samples=0, steps=0, latency_source=source,
+               latency_x=float("nan"))
     return row
 
 
@@ -608,6 +611,7 @@ def _result_row(q, spec, repeat, res, latency, source):
         n_samples=int(spec.n),
         steps=int(_field(res, "steps", default=0) or 0),
         latency_source=source,
+        latency_x=_latency_feature(spec, res),
     )
     return row
 
@@ -852,27 +856,41 @@ def _calibrate(output: _Output, executor, queries, specs, k, progress) -> dict:
         bar.close()
         cal = pd.DataFrame(rows)
         output.write_calibration(cal)
-        models = _latency_models(cal)
         prov = output.read_provenance()
         prov["latency_calibration"] = {
             "method": "isolated StrategyExecutor.execute per strategy on the first "
                       f"{len(texts)} queries, after one warm-up call; latency_s = a + b * x "
                       "(least squares, b >= 0, else the mean), x = longest candidate's "
-                      "generated tokens (parallel) or total generated tokens (beam search)",
+                      "generated tokens (parallel; one line per N over the three methods) "
+                      "or total generated tokens (beam search; one line per configuration); "
+                      "x of each row is in its latency_x column",
             "queries": ids, "date": _now(),
             "mean_loadavg_1m": float(cal["loadavg_1m"].mean()),
-            "models": models,
         }
         output.write_provenance(prov)
-    return _latency_models(cal)
+    models = _latency_models(cal)
+    prov = output.read_provenance()
+    prov.setdefault("latency_calibration", {})["models"] = models
+    output.write_provenance(prov)
+    return models
 
 
 def _latency_models(cal: pd.DataFrame) -> dict:
-    models = {}
-    for name, g in cal.groupby("strategy", sort=False):
-        g = g[g["error"].isna()]
-        models[name] = _fit_latency_model(g["x"], g["latency_s"])
-    return models
+    """Strategy name -> latency model fitted on the calibration timings.
+
+    The parallel methods at the same N generate the same way (N samples in one request;
+    the log-probability scorer reads what generation returns), so their timings are pooled
+    into one line per N; each beam search configuration gets its own line.
+    """
+    ok = cal[cal["error"].isna()]
+    groups = {}
+    for name in pd.unique(cal["strategy"]):
+        spec = as_strategy(name)
+        groups[name] = f"parallel@n={spec.n}" if spec.parallel else spec.name
+    key = ok["strategy"].map(groups)
+    fitted = {g: _fit_latency_model(ok.loc[key == g, "x"], ok.loc[key == g, "latency_s"])
+              for g in set(groups.values())}
+    return {name: {**fitted[g], "group": g} for name, g in groups.items()}
 
 
 def _run_collection(output, executor, queries, specs, parallel, beams, repeats, pool_size,
@@ -906,10 +924,10 @@ def _run_collection(output, executor, queries, specs, parallel, beams, repeats, 
     models = _calibrate(output, executor, queries, specs, calibration_queries, progress)
     bar = _Progress(total, n_done, progress, "collect")
     try:
-        # Repeat by repeat, chunk by chunk: the pool of each (query, repeat) first, then each
-        # beam search configuration on the same chunk. A partial collection thus holds whole
-        # (query, repeat) cells of every strategy, and every query has a repeat before any
-        # query has two.
+        # Repeat by repeat: the pools of every query first (cheap: every parallel strategy
+        # at once), then each beam search configuration, chunk by chunk. A partial
+        # collection thus covers all queries with the parallel strategies early, and every
+        # query gets a repeat of a strategy before any gets two.
         for r in range(repeats):
             for chunk in _chunks(qrecords, chunk_size):
                 pool_todo = [q for q in chunk if not all(
@@ -920,6 +938,7 @@ def _run_collection(output, executor, queries, specs, parallel, beams, repeats, 
                                                     pool_size, models, done)
                     output.write_part(rows)
                     bar.update(len(rows), generated)
+            for chunk in _chunks(qrecords, chunk_size):
                 for spec in beams:
                     todo = [q for q in chunk if (q["query_id"], spec.name, r) not in done]
                     if not todo:
@@ -965,7 +984,8 @@ def _pooled_chunk(executor, chunk, parallel, repeat, pool_size, models, done):
             row.update(answer=d.answer, correct=_grade(d.answer, q["gold"]), tokens=d.tokens,
                        latency_s=_predict_latency(models[s.name], d.max_candidate_tokens),
                        error=None, prompt_tokens=prompt_tokens, reward_tokens=d.reward_tokens,
-                       n_samples=d.n_samples, steps=1, latency_source="calibrated")
+                       n_samples=d.n_samples, steps=1, latency_source="calibrated",
+                       latency_x=float(d.max_candidate_tokens))
             rows.append(row)
     return rows, generated
 

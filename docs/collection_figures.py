@@ -1,0 +1,132 @@
+"""Figures and tables of the shipped embedded runs table, written into docs/collection.md.
+
+    python docs/collection_figures.py [--runs ttcrouter/data/arithmetic_smollm2_runs.parquet]
+
+Replaces the text between the GENERATED markers of docs/collection.md and writes
+docs/collection_accuracy.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- BEGIN GENERATED -->", "<!-- END GENERATED -->"
+
+
+def text_hist(values, bins=10, width=40) -> list[str]:
+    counts, edges = np.histogram(values, bins=bins, range=(0.0, 1.0))
+    top = max(counts.max(), 1)
+    lines = []
+    for c, lo, hi in zip(counts, edges[:-1], edges[1:]):
+        bracket = "]" if hi == 1.0 else ")"
+        lines.append(f"[{lo:.1f}, {hi:.1f}{bracket} {'#' * int(round(width * c / top)):<{width}} {c}")
+    return lines
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", default=str(ROOT / "ttcrouter/data/arithmetic_smollm2_runs.parquet"))
+    parser.add_argument("--doc", default=str(ROOT / "docs/collection.md"))
+    parser.add_argument("--png", default=str(ROOT / "docs/collection_accuracy.png"))
+    args = parser.parse_args(argv)
+
+    from ttcrouter.runs import aggregate_runs, read_runs
+
+    df = read_runs(args.runs)
+    prov = df.attrs.get("provenance", {})
+    config = prov.get("config", {})
+    planned_q = config.get("dataset", {}).get("n_queries")
+    strategies = config.get("strategies") or sorted(df["strategy"].unique())
+    summary = aggregate_runs(df, missing="drop")
+    ok = df[df["error"].isna()]
+    repeats_done = ok.groupby(["query_id", "strategy"]).size()
+    planned_repeats = 4
+    planned_rows = (planned_q or df["query_id"].nunique()) * len(strategies) * planned_repeats
+
+    Y = summary.Y
+    single = Y.get("majority_vote@n=1")
+    oracle = Y.max(axis=1)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    show = [s for s in ("majority_vote@n=1", "majority_vote@n=16", "best_of_n@n=16",
+                        "beam_search@n=8,w=4") if s in Y.columns]
+    fig, axes = plt.subplots(1, len(show) + 1, figsize=(3.2 * (len(show) + 1), 3), sharey=True)
+    for ax, name in zip(axes, show + ["oracle (best strategy per query)"]):
+        values = oracle if name.startswith("oracle") else Y[name]
+        ax.hist(values, bins=np.linspace(0, 1, 11), color="#4472c4", edgecolor="white")
+        ax.set_title(name, fontsize=9)
+        ax.set_xlabel("per-query accuracy")
+    axes[0].set_ylabel("queries")
+    fig.suptitle(f"Embedded runs table: {len(Y)} queries, SmolLM2-135M-Instruct", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(args.png, dpi=110)
+
+    by_strategy = pd.DataFrame({
+        "accuracy": Y.mean(), "tokens": summary.T.mean(), "latency_s": summary.L.mean(),
+        "repeats": summary.counts.mean(),
+    }).loc[summary.strategies]
+    level = df.drop_duplicates("query_id").set_index("query_id")["level"]
+    lvl = Y.groupby(level.reindex(Y.index)).mean()
+    lvl_cols = [s for s in ("majority_vote@n=1", "majority_vote@n=16",
+                            "weighted_majority_vote@n=16", "best_of_n@n=16",
+                            "beam_search@n=4,w=2", "beam_search@n=8,w=4") if s in Y.columns]
+    lvl = lvl[lvl_cols]
+    lvl["queries"] = level.reindex(Y.index).value_counts().reindex(lvl.index)
+
+    hw = prov.get("hardware", {})
+    cal = prov.get("latency_calibration", {})
+    sessions = prov.get("sessions", [])
+    lines = [BEGIN, "",
+             f"Table: `ttcrouter/data/arithmetic_smollm2_runs.parquet` ({len(df)} rows; "
+             f"{len(df) / planned_rows:.0%} of the planned {planned_rows} = "
+             f"{planned_q} queries x {len(strategies)} strategies x {planned_repeats} repeats). "
+             f"{len(Y)} queries have at least one successful run of every strategy; "
+             f"repeats per (query, strategy) cell: min {repeats_done.min()}, "
+             f"max {repeats_done.max()}. Rows with an error: {int(df['error'].notna().sum())}.", "",
+             "### Provenance", "",
+             f"- model: {prov.get('model')} ({prov.get('backend')}, {prov.get('vllm')}), "
+             f"scorer {prov.get('scorer')}",
+             f"- sampling: {prov.get('sampling')}",
+             f"- seed {prov.get('seed')}, pool size {prov.get('pool_size')}, dataset "
+             f"{prov.get('dataset')}",
+             f"- hardware: {hw.get('cpu')}, {hw.get('cpu_count')} cores, {hw.get('memory_gb')} GB, "
+             f"GPU: {hw.get('gpu')}; shared with other jobs while collecting",
+             f"- collected {prov.get('created')} in {len(sessions)} session(s) (resumed runs); "
+             f"ttcrouter {prov.get('ttcrouter')}",
+             f"- latency: {cal.get('method')}; mean 1-minute load average during calibration "
+             f"{cal.get('mean_loadavg_1m', float('nan')):.1f} on 2 cores, so timings carry "
+             "the noise of a busy machine", "",
+             "### Per strategy (means over queries of the per-query means)", "",
+             by_strategy.to_markdown(floatfmt=".3f"), "",
+             "### Accuracy per difficulty level", "", lvl.to_markdown(floatfmt=".2f"), "",
+             "### Per-query accuracy", "",
+             f"![per-query accuracy]({Path(args.png).name})", ""]
+    if single is not None:
+        lines += ["majority_vote@n=1 (one sample):", "", "```",
+                  *text_hist(single.to_numpy()), "```", ""]
+    lines += ["Oracle (best strategy per query):", "", "```", *text_hist(oracle.to_numpy()),
+              "```", "",
+              f"Queries no strategy ever solves: {(oracle == 0).mean():.0%}; solved by every "
+              f"strategy in every repeat: {(Y.min(axis=1) == 1).mean():.0%}; "
+              f"queries where the best strategy beats one sample by >= 0.5: "
+              f"{((oracle - (single if single is not None else 0)) >= 0.5).mean():.0%}.", "",
+              END]
+    doc = Path(args.doc)
+    text = doc.read_text()
+    head, _, rest = text.partition(BEGIN)
+    _, _, tail = rest.partition(END)
+    doc.write_text(head + "\n".join(lines) + tail)
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
