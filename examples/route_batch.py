@@ -62,7 +62,8 @@ def main(argv=None):
         bundle = load_router(path)
         print(f"router made by ttcrouter {bundle['ttcrouter_version']}, strategies: "
               f"{bundle['metadata'].get('strategies')}")
-        with RoutedExecutor(bundle, backend=args.backend,
+        gen_kw = {"kv_cache_space_gb": 2} if args.backend == "vllm" else {}
+        with RoutedExecutor(bundle, backend=args.backend, generator_kwargs=gen_kw,
                             executor_kwargs={"max_tokens": args.max_tokens}) as routed:
             for r in routed.route_batch(QUESTIONS):
                 status = f"error: {r.error}" if r.error else f"answer {r.answer!r}"

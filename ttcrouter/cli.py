@@ -276,7 +276,12 @@ def cmd_route(args) -> int:
         else:
             if not args.json:
                 _info(f"routing {len(texts)} question(s); starting the {args.backend} backend")
-            for result in routed.route_batch(texts):
+            try:
+                results = routed.route_batch(texts)
+            except (RuntimeError, OSError, ConnectionError) as exc:
+                raise CLIError(f"running the chosen strategies on the {args.backend} backend "
+                               f"failed: {type(exc).__name__}: {exc}") from exc
+            for result in results:
                 failed += result.error is not None
                 _print_result(result.to_dict(), args.json)
     finally:

@@ -415,7 +415,9 @@ class RoutedExecutor:
         """Route and run a batch of questions.
 
         Questions routed to the same strategy run together in one batched call of the
-        executor. A failure is recorded in that result's ``error``; the others go on.
+        executor. A question that fails is recorded in its result's ``error`` and the others
+        go on; a failure of the backend itself (an engine that cannot start, an unreachable
+        server) raises.
 
         Parameters
         ----------
@@ -436,12 +438,9 @@ class RoutedExecutor:
         for i, s in enumerate(choice):
             groups.setdefault(s, []).append(i)
         for strategy, idx in groups.items():
-            try:
-                outs = self.executor.execute_batch(strategy, [questions[i] for i in idx])
-            except Exception as exc:  # noqa: BLE001 - recorded per question, others go on
-                for i in idx:
-                    results[i].error = f"{type(exc).__name__}: {exc}"
-                continue
+            # the executor records per-question failures in each result; an exception here
+            # is systemic (the engine cannot start, the server is unreachable) and propagates
+            outs = self.executor.execute_batch(strategy, [questions[i] for i in idx])
             for i, out in zip(idx, outs):
                 r = results[i]
                 r.answer = getattr(out, "answer", None)
