@@ -51,6 +51,12 @@ def main(argv=None):
     Y = summary.Y
     single = Y.get("majority_vote@n=1")
     oracle = Y.max(axis=1)
+    pool_size = prov.get("pool_size") or 16
+    pass_rate = None
+    if "pool_correct" in df.columns:
+        pooled = ok[ok["strategy"] == "majority_vote@n=1"].dropna(subset=["pool_correct"])
+        pass_rate = (pooled.groupby(["query_id", "repeat"])["pool_correct"].first()
+                     .groupby("query_id").mean() / pool_size)
 
     import matplotlib
 
@@ -59,9 +65,12 @@ def main(argv=None):
 
     show = [s for s in ("majority_vote@n=1", "majority_vote@n=16", "best_of_n@n=16",
                         "beam_search@n=8,w=4") if s in Y.columns]
-    fig, axes = plt.subplots(1, len(show) + 1, figsize=(3.2 * (len(show) + 1), 3), sharey=True)
-    for ax, name in zip(axes, show + ["oracle (best strategy per query)"]):
-        values = oracle if name.startswith("oracle") else Y[name]
+    panels = (["one-sample accuracy from the pool"] if pass_rate is not None else []) + show \
+        + ["oracle (best strategy per query)"]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3), sharey=False)
+    for ax, name in zip(axes, panels):
+        values = (oracle if name.startswith("oracle") else pass_rate
+                  if name.startswith("one-sample") else Y[name])
         ax.hist(values, bins=np.linspace(0, 1, 11), color="#4472c4", edgecolor="white")
         ax.set_title(name, fontsize=9)
         ax.set_xlabel("per-query accuracy")
@@ -110,8 +119,13 @@ def main(argv=None):
              "### Accuracy per difficulty level", "", lvl.to_markdown(floatfmt=".2f"), "",
              "### Per-query accuracy", "",
              f"![per-query accuracy]({Path(args.png).name})", ""]
+    if pass_rate is not None:
+        lines += [f"One-sample accuracy estimated from the pools ({len(pass_rate)} queries: the "
+                  f"fraction of the {pool_size} samples of each pool that are correct, averaged "
+                  "over repeats; `pool_correct` column):", "", "```",
+                  *text_hist(pass_rate.to_numpy()), "```", ""]
     if single is not None:
-        lines += ["majority_vote@n=1 (one sample):", "", "```",
+        lines += ["majority_vote@n=1 (one sample per repeat):", "", "```",
                   *text_hist(single.to_numpy()), "```", ""]
     lines += ["Oracle (best strategy per query):", "", "```", *text_hist(oracle.to_numpy()),
               "```", "",

@@ -113,7 +113,7 @@ _LOCK = "_lock"
 
 #: Columns of the rows :func:`collect` writes (the runs-table columns first).
 COLUMNS = (*RUN_COLUMNS, "prompt_tokens", "reward_tokens", "n_samples", "steps",
-           "latency_source", "latency_x", "level")
+           "latency_source", "latency_x", "pool_correct", "level")
 
 
 class CollectionConfigError(ValueError):
@@ -269,7 +269,7 @@ def _arrow_schema():
              "correct": pa.int8(), "tokens": pa.int64(), "latency_s": pa.float64(),
              "error": pa.string(), "prompt_tokens": pa.int64(), "reward_tokens": pa.int64(),
              "n_samples": pa.int64(), "steps": pa.int64(), "latency_source": pa.string(),
-             "latency_x": pa.float64(), "level": pa.string()}
+             "latency_x": pa.float64(), "pool_correct": pa.int64(), "level": pa.string()}
     return pa.schema([(c, types[c]) for c in COLUMNS])
 
 
@@ -978,6 +978,7 @@ def _pooled_chunk(executor, chunk, parallel, repeat, pool_size, models, done):
             rows += [_error_row(q, s.name, repeat, f"{type(exc).__name__}: {exc}",
                                 "calibrated") for s in todo]
             continue
+        pool_correct = sum(_grade(c.answer, q["gold"]) for c in pool.candidates)
         for s in todo:
             d = derived[s.name]
             row = _base_row(q, s.name, repeat)
@@ -985,7 +986,7 @@ def _pooled_chunk(executor, chunk, parallel, repeat, pool_size, models, done):
                        latency_s=_predict_latency(models[s.name], d.max_candidate_tokens),
                        error=None, prompt_tokens=prompt_tokens, reward_tokens=d.reward_tokens,
                        n_samples=d.n_samples, steps=1, latency_source="calibrated",
-                       latency_x=float(d.max_candidate_tokens))
+                       latency_x=float(d.max_candidate_tokens), pool_correct=pool_correct)
             rows.append(row)
     return rows, generated
 
