@@ -119,12 +119,12 @@ def test_executor_is_built_lazily_per_backend():
                             executor_kwargs={"max_tokens": 16})
     assert routed._executor is None  # nothing started yet
     assert routed.route(["What is 1 + 1?"])[0] == ["majority_vote@n=1"]
-    ex = routed.executor
+    ex = routed._build_executor()  # .executor would also warm it up (a request)
     assert type(ex.generator).__name__ == "OpenAIGenerator"
     assert ex.generator.urls == urls and ex.generator.model == "m" and ex.max_tokens == 16
     routed.close()
     with pytest.raises(ValueError, match="base_url"):
-        RoutedExecutor(pipe, backend="openai").executor
+        RoutedExecutor(pipe, backend="openai")._build_executor()
 
 
 @pytest.mark.slow

@@ -228,7 +228,8 @@ class RoutedResult:
     tokens : int
         Generated tokens, all candidates and steps together.
     latency_s : float
-        Wall-clock seconds of running the strategy; questions of a batch routed to the same
+        Wall-clock seconds of running the strategy (never the engine start: an executor built
+        by :class:`RoutedExecutor` is warmed up first); questions of a batch routed to the same
         strategy run together, and each reports that shared call's wall time.
     route_latency_s : float
         Seconds spent choosing the strategy (embedding and router); in a batch, the batch's
@@ -334,10 +335,26 @@ class RoutedExecutor:
     # -- executor -----------------------------------------------------------------------------
     @property
     def executor(self):
-        """The strategy executor (built on first use when none was given)."""
+        """The strategy executor (built and warmed up on first use when none was given)."""
         if self._executor is None:
             self._executor = self._build_executor()
+            self.warm_up()
         return self._executor
+
+    def warm_up(self):
+        """Start the backend with a one-token generation, so that no result's ``latency_s``
+        includes the engine start (a vLLM engine takes about a minute on CPU).
+
+        Returns
+        -------
+        float
+            Seconds the warm-up took.
+        """
+        from .executors.base import GenerationRequest
+
+        t0 = time.perf_counter()
+        self.executor.generator.generate([GenerationRequest("Hi")], n=1, max_tokens=1)
+        return time.perf_counter() - t0
 
     def _build_executor(self):
         from .executors.runner import StrategyExecutor
