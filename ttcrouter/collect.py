@@ -78,7 +78,6 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import platform
 import shlex
@@ -93,13 +92,16 @@ import numpy as np
 import pandas as pd
 
 from .runs import RUN_COLUMNS, validate_runs, write_runs
-from .strategies import BeamSearch, as_strategy, default_strategy_space
+from .strategies import as_strategy, default_strategy_space
 
 __all__ = [
     "collect",
     "derive_pooled",
     "load_collection",
     "export_collection",
+    "make_executor",
+    "hardware_info",
+    "COLUMNS",
     "CollectionConfigError",
     "add_arguments",
     "run",
@@ -452,7 +454,8 @@ def _gpu() -> str | None:
     torch = sys.modules.get("torch")
     try:
         if torch is not None and torch.cuda.is_available():
-            return ", ".join(torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count()))
+            return ", ".join(torch.cuda.get_device_name(i)
+                             for i in range(torch.cuda.device_count()))
     except Exception:  # pragma: no cover
         return None
     return None
