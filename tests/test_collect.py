@@ -111,6 +111,14 @@ def test_collect_bad_inputs(tmp_path):
         collect(queries, latency="guess", out=tmp_path / "a")
     with pytest.raises(FileNotFoundError, match="No collection"):
         load_collection(tmp_path / "nothing")
+    from ttcrouter.collect import make_executor
+
+    with pytest.raises(ValueError, match="needs --base-url"):
+        make_executor("openai")
+    with pytest.raises(ValueError, match="Unknown backend 'tgi'"):
+        make_executor("tgi")
+    with pytest.raises(ValueError, match="Unknown scorer"):
+        make_executor("vllm", scorer="prm-9000")
     assert not (tmp_path / "a").exists()
 
 

@@ -522,7 +522,7 @@ def make_executor(backend="vllm", model=None, base_url=None, *, seed=0, max_toke
         if not base_url:
             raise ValueError("The openai backend needs --base-url (e.g. "
                              "http://127.0.0.1:8000/v1).")
-        gen = ex.OpenAIGenerator(base_url=base_url, model=model)
+        gen = ex.OpenAIGenerator(base_urls=base_url, model=model)
     elif backend == "transformers":
         gen = ex.TransformersGenerator(model, seed=seed)
     else:
