@@ -236,3 +236,14 @@ def test_default_encoder_pickle_small_and_identical(minilm):
     blob = pickle.dumps(minilm)
     assert len(blob) < 100_000
     np.testing.assert_array_equal(pickle.loads(blob).transform(TEXTS), E)
+
+
+def test_tiny_n_threads_restored(tiny_bert):
+    import torch
+
+    before = torch.get_num_threads()
+    texts = _tiny_texts()
+    E = EmbeddingTransformer(model=tiny_bert, n_threads=1).fit_transform(texts)
+    assert torch.get_num_threads() == before
+    np.testing.assert_allclose(E, EmbeddingTransformer(model=tiny_bert).fit_transform(texts),
+                               atol=1e-6)
