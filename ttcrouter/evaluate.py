@@ -520,14 +520,15 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
     test_size : float or int, default=0.25
         Share (float) or number (int) of queries held out for testing.
     random_state : int or None, default=0
-        Seed of the query split.
+        Seed of the query split (and of the default router's probe).
     encoder : transformer, default=None
         Maps the list of query strings to features; ``None`` means
         ``EmbeddingTransformer()`` (the embedded MiniLM encoder). Cloned, fitted on the
         training queries only.
     router : UtilityRouter, default=None
-        ``None`` means ``UtilityRouter()``. Cloned and fitted once on the training queries;
-        its own lambdas are ignored (the sweeps set them).
+        ``None`` means ``UtilityRouter(probe=ProbeClassifier(random_state=random_state))``.
+        Cloned and fitted once on the training queries; its own lambdas are ignored (the
+        sweeps set them).
     lambda_tokens_grid, lambda_latency_grid : array-like, default=None
         Penalties to sweep. ``None`` picks 0, a log grid scaled by the spread of the
         strategies' mean training costs, and a last penalty at which the cheapest strategy
@@ -585,9 +586,11 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
 
     stages.start("fit", f"fitting the router on {len(tr)} training queries")
     if router is None:
+        from .probe import ProbeClassifier
         from .router import UtilityRouter
 
-        router = UtilityRouter()
+        # seeded by random_state too, so that the same command gives the same numbers
+        router = UtilityRouter(probe=ProbeClassifier(random_state=random_state))
     router = clone(router)
     frame = lambda M, rows: pd.DataFrame(M[rows], columns=strategies)  # noqa: E731
     router.fit(E_train, frame(Y, tr), tokens=frame(T, tr), latency=frame(L, tr))
