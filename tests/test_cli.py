@@ -175,3 +175,15 @@ def test_fit_to_a_latency_budget(runs_file, tmp_path, capsys):
     # fixed lambdas and a budget together are refused
     assert main(["fit", str(runs_file), "--out", str(out), "--lambda-tokens", "0.1",
                  "--max-mean-latency", f"{budget:.4f}"]) == 2
+
+
+@pytest.mark.slow
+def test_fit_on_a_subset_of_strategies(runs_file, tmp_path, capsys):
+    out = tmp_path / "sub.joblib"
+    assert main(["fit", str(runs_file), "--out", str(out),
+                 "--strategies", "majority_vote@n=1,beam_search@n=4,w=2"]) == 0
+    assert joblib.load(out)["metadata"]["strategies"] == ["majority_vote@n=1",
+                                                          "beam_search@n=4,w=2"]
+    assert main(["evaluate", str(runs_file), "--report", str(tmp_path / "r"),
+                 "--strategies", "majority_vote@n=3"]) == 2
+    assert "majority_vote@n=3" in capsys.readouterr().err

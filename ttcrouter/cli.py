@@ -58,6 +58,28 @@ def _load_runs(path):
     return read_runs(p)
 
 
+def _aggregate(runs, args):
+    """Soft labels and costs, over the strategies named by --strategies (default: all)."""
+    from .runs import aggregate_runs
+
+    names = None
+    if getattr(args, "strategies", None):
+        names = [n.strip() for n in _split_names(args.strategies) if n.strip()]
+    summary = aggregate_runs(runs, strategies=names)
+    n_all = runs["query_id"].nunique()
+    if len(summary) < n_all:
+        _info(f"{n_all - len(summary)} of {n_all} queries lack a successful run of some "
+              f"strategy and are left out (choose strategies with --strategies)")
+    return summary
+
+
+def _split_names(text: str) -> list:
+    """Split 'a@n=1,beam_search@n=4,w=2' at the commas that start a new strategy name."""
+    import re
+
+    return re.split(r",(?=\s*[a-z_]+@)", text)
+
+
 def _make_encoder(args):
     from .embedding import EmbeddingTransformer
 
@@ -121,7 +143,7 @@ def _fit_router(runs, args):
     from .router import UtilityRouter
     from .runs import aggregate_runs
 
-    summary = aggregate_runs(runs)
+    summary = _aggregate(runs, args)
     budget = {}
     for what, value in (("latency", args.max_mean_latency), ("tokens", args.max_mean_tokens)):
         if value is None:
@@ -186,7 +208,7 @@ def cmd_fit(args) -> int:
 def _run_evaluation(runs, args, report_dir):
     from .evaluate import evaluate
 
-    report = evaluate(runs, test_size=args.test_size, random_state=args.seed,
+    report = evaluate(_aggregate(runs, args), test_size=args.test_size, random_state=args.seed,
                       encoder=_make_encoder(args), report_dir=report_dir, progress=True)
     print(report.summary())
     print(f"\nreport written to {Path(report_dir) / 'report.md'}")
@@ -342,6 +364,12 @@ def _add_encoder(p):
                         "(default: the embedded all-MiniLM-L6-v2)")
 
 
+def _add_strategies(p):
+    p.add_argument("--strategies", default=None, metavar="NAMES",
+                   help="comma-separated strategy names to route among (default: all in the "
+                        "runs table); queries lacking a run of one of them are left out")
+
+
 def _add_split(p, default_report):
     p.add_argument("--report", default=default_report, metavar="DIR",
                    help=f"report directory (default: {default_report})")
@@ -349,6 +377,7 @@ def _add_split(p, default_report):
                    help="share of queries held out for testing (default: 0.25)")
     p.add_argument("--seed", type=int, default=0, help="seed of the query split (default: 0)")
     _add_encoder(p)
+    _add_strategies(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -374,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="instead of lambdas: most accurate router with mean tokens <= TOKENS")
     p.add_argument("--seed", type=int, default=0, help="seed of the tuning folds (default: 0)")
     _add_encoder(p)
+    _add_strategies(p)
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("evaluate", help="static vs adaptive vs oracle on held-out queries",
