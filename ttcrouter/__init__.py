@@ -36,18 +36,37 @@ _EXPORTS = {
     # estimators
     "EmbeddingTransformer": "embedding",
     "ProbeClassifier": "probe",
+    "soft_to_weighted": "probe",
+    "default_encoder_path": "embedding",
     "CostTable": "costs",
     "UtilityRouter": "router",
     "UtilityRouterCV": "tuning",
+    "lambda_grid": "tuning",
+    # metrics (fixed-lambda scorers and baselines)
+    "make_utility_scorer": "metrics",
+    "make_accuracy_scorer": "metrics",
+    "make_tokens_scorer": "metrics",
+    "make_latency_scorer": "metrics",
+    "oracle_choice": "metrics",
+    "static_strategy_table": "metrics",
     # grading
     "extract_answer": "grading",
     "is_correct": "grading",
+    "normalize_answer": "grading",
     # data
     "make_synthetic_runs": "synthetic",
+    "arithmetic": "datasets",
+    "gsm_symbolic": "datasets",
+    "load_jsonl": "datasets",
     "collect": "collect",
+    "load_collection": "collect",
+    "export_collection": "collect",
+    # evaluation and serving
     "evaluate": "evaluate",
-    # executors
+    "EvaluationReport": "evaluate",
     "RoutedExecutor": "serving",
+    "save_router": "serving",
+    "load_router": "serving",
 }
 
 __all__ = ["__version__", *_EXPORTS]
