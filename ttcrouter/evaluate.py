@@ -326,7 +326,7 @@ def _plot_frontiers(rep: EvaluationReport, out: Path) -> dict:
         ax.set_ylabel("accuracy on test queries")
         ax.set_title(f"Accuracy vs {axis} ({rep.n_test} test queries)")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7.5, loc="lower right")
+        ax.legend(fontsize=7.5, loc="best")
         fig.tight_layout()
         path = out / f"accuracy_vs_{axis}.png"
         fig.savefig(path)
