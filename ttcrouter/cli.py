@@ -141,7 +141,6 @@ def _fit_router(runs, args):
     from sklearn.pipeline import Pipeline
 
     from .router import UtilityRouter
-    from .runs import aggregate_runs
 
     summary = _aggregate(runs, args)
     budget = {}
