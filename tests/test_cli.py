@@ -187,3 +187,13 @@ def test_fit_on_a_subset_of_strategies(runs_file, tmp_path, capsys):
     assert main(["evaluate", str(runs_file), "--report", str(tmp_path / "r"),
                  "--strategies", "majority_vote@n=3"]) == 2
     assert "majority_vote@n=3" in capsys.readouterr().err
+
+
+def test_demo_drops_strategies_run_on_few_queries(capsys):
+    from ttcrouter.cli import _widely_run_strategies
+
+    runs = make_synthetic_runs(20, strategies=STRATEGIES, repeats=1, random_state=0)
+    assert _widely_run_strategies(runs) is None
+    late = (runs["strategy"] == "beam_search@n=4,w=2") & (runs["query_id"] > "syn-00005")
+    assert _widely_run_strategies(runs[~late]) == "majority_vote@n=1,majority_vote@n=4"
+    assert "beam_search@n=4,w=2 (6 queries)" in capsys.readouterr().err

@@ -220,6 +220,24 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def _widely_run_strategies(runs, share=0.9):
+    """When some strategies ran on far fewer queries (a collection still going on), the
+    comma-joined names of those that ran on at least ``share`` of the queries; else None."""
+    from .runs import _strategy_sort_key, validate_runs
+
+    ok = validate_runs(runs)
+    ok = ok[ok["error"].isna()]
+    counts = ok.groupby("strategy")["query_id"].nunique()
+    keep = counts[counts >= share * counts.max()]
+    if len(keep) == len(counts):
+        return None
+    left = ", ".join(f"{n} ({counts[n]} queries)" for n in counts.index if n not in keep.index)
+    _info(f"demo: some strategies ran on fewer queries: {left}; evaluating the {len(keep)} "
+          f"strategies run on at least {keep.min()} of {ok['query_id'].nunique()} queries (pass "
+          f"--strategies to choose)")
+    return ",".join(sorted(keep.index, key=_strategy_sort_key))
+
+
 def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     path = shipped_runs_path()
@@ -237,6 +255,8 @@ def cmd_demo(args) -> int:
               f"(make_synthetic_runs):\n! no model was run, the numbers below illustrate "
               f"the pipeline only.\n{banner}", file=sys.stderr, flush=True)
         runs = make_synthetic_runs(n_queries=160, random_state=args.seed)
+    if not args.strategies:
+        args.strategies = _widely_run_strategies(runs)
     report = _run_evaluation(runs, args, args.report)
     try:  # keep the router fitted on the training queries, for `ttcrouter route`
         from sklearn.pipeline import Pipeline
