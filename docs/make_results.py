@@ -141,7 +141,18 @@ Area under each accuracy-cost frontier (log cost scaled to [0, 1] over the stati
 
 The full report (all sweeps, metrics.json) is in `docs/{report_dir.name}/`.
 """
-    return text
+    a = rep.auc
+    chk = rep.frontier_check
+    line = (f"- **{title.lstrip('# ')}** ({rep.n_test} test queries): area under the frontier, "
+            f"static / router / oracle: tokens {a['tokens']['static']:.3f} / "
+            f"{a['tokens']['router']:.3f} / {a['tokens']['oracle']:.3f}, latency "
+            f"{a['latency']['static']:.3f} / {a['latency']['router']:.3f} / "
+            f"{a['latency']['oracle']:.3f}; median gap closed "
+            f"{fmt(float(gaps.median()) if len(gaps) else float('nan'), True)}; router at or above "
+            f"the static frontier at every budget: tokens "
+            f"{'yes' if chk['tokens']['at_or_above_everywhere'] else 'no'}, latency "
+            f"{'yes' if chk['latency']['at_or_above_everywhere'] else 'no'}.")
+    return text, line
 
 
 def main(argv=None) -> int:
@@ -170,14 +181,19 @@ def main(argv=None) -> int:
             f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Two evaluations: all "
             f"strategies on the queries that have a run of every one of them, and, when beam "
             f"search was run on fewer queries, the parallel strategies on every query.\n\n")
-    text += section(summary, runs, prov, shown, args, DOCS / "results", "",
-                    "## All strategies")
+    body, line = section(summary, runs, prov, shown, args, DOCS / "results", "",
+                         "## All strategies")
+    lines = [line]
     if len(par) > len(summary) and parallel:
         names = ",".join(par.strategies)
-        text += "\n" + section(par, runs, prov, shown, args, DOCS / "results_parallel",
-                               f" --strategies {names}",
-                               "## Parallel strategies only (best-of-N, majority, weighted "
-                               "majority), every query")
+        more, line = section(par, runs, prov, shown, args, DOCS / "results_parallel",
+                             f" --strategies {names}",
+                             "## Parallel strategies only (best-of-N, majority, weighted "
+                             "majority), every query")
+        body += "\n" + more
+        lines.append(line)
+    text += ("In short (computed from the tables below; small test sets, so read the "
+             "caveats):\n\n" + "\n".join(lines) + "\n\n" + body)
     (DOCS / "results.md").write_text(text)
     print(f"wrote {DOCS / 'results.md'}")
     return 0
