@@ -34,6 +34,10 @@ class TransformersGenerator(Generator):
         Most sequences (prompts times ``n``) decoded in one ``generate`` call.
     max_model_len : int or None, default=None
         Context length; ``None`` uses the model's ``max_position_embeddings``.
+    num_threads : int or None, default=None
+        If set, ``torch.set_num_threads(num_threads)`` when the model loads (process-wide).
+        On a small, busy CPU one thread can be far faster than several (OpenMP threads
+        spin-wait for each other; see ``docs/bench_generators.md``).
 
     Notes
     -----
@@ -54,6 +58,7 @@ class TransformersGenerator(Generator):
         system_prompt=DEFAULT_SYSTEM_PROMPT,
         max_batch_size=64,
         max_model_len=None,
+        num_threads=None,
     ):
         self.model = model
         self.device = device
@@ -62,6 +67,7 @@ class TransformersGenerator(Generator):
         self.system_prompt = system_prompt
         self.max_batch_size = max_batch_size
         self.max_model_len = max_model_len
+        self.num_threads = num_threads
         self._model = None
         self._tokenizer = None
 
@@ -101,6 +107,8 @@ class TransformersGenerator(Generator):
             dtype = torch.float32 if str(device).startswith("cpu") else torch.bfloat16
         elif isinstance(dtype, str) and dtype != "auto":
             dtype = getattr(torch, dtype)
+        if self.num_threads is not None:
+            torch.set_num_threads(int(self.num_threads))
         torch.manual_seed(self.seed)
         tok = AutoTokenizer.from_pretrained(path)
         tok.padding_side = "left"
