@@ -34,7 +34,7 @@ def table(rows, cols):
 
 
 def section(summary, runs, prov, shown, args, report_dir, cmd_extra, title):
-    from ttcrouter.evaluate import evaluate
+    from ttcrouter.evaluation import evaluate
 
     repeats = runs[runs["strategy"].isin(summary.strategies)].groupby(["query_id", "strategy"]).size()
     t0 = time.perf_counter()

@@ -62,8 +62,8 @@ _EXPORTS = {
     "load_collection": "collect",
     "export_collection": "collect",
     # evaluation and serving
-    "evaluate": "evaluate",
-    "EvaluationReport": "evaluate",
+    "evaluate": "evaluation",
+    "EvaluationReport": "evaluation",
     "RoutedExecutor": "serving",
     "save_router": "serving",
     "load_router": "serving",

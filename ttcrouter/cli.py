@@ -205,7 +205,7 @@ def cmd_fit(args) -> int:
 # ---------------------------------------------------------------------------------------
 
 def _run_evaluation(runs, args, report_dir):
-    from .evaluate import evaluate
+    from .evaluation import evaluate
 
     report = evaluate(_aggregate(runs, args), test_size=args.test_size, random_state=args.seed,
                       encoder=_make_encoder(args), report_dir=report_dir, progress=True)

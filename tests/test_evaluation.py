@@ -1,4 +1,4 @@
-"""Tests of ttcrouter.evaluate on small tables whose oracle and best static strategy are known."""
+"""Tests of ttcrouter.evaluation on small tables whose oracle and best static strategy are known."""
 
 import json
 
@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from sklearn.base import BaseEstimator, TransformerMixin
 
-from ttcrouter.evaluate import (
+from ttcrouter.evaluation import (
     MIN_TEST_QUERIES,
     MIN_TRAIN_QUERIES,
     EvaluationReport,
