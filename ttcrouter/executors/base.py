@@ -84,8 +84,13 @@ class Generator(ABC):
 
     @property
     def model_name(self) -> str:
-        """Model identifier recorded in provenance."""
-        return getattr(self, "model", "")
+        """Model identifier recorded in provenance (the embedded model's name for ``None``)."""
+        from ..models import EMBEDDED_GENERATOR_NAME
+
+        model = getattr(self, "model", None)
+        if model is None or str(model) == "embedded":
+            return EMBEDDED_GENERATOR_NAME
+        return str(model)
 
     def close(self) -> None:
         """Release the backend's resources (engine, connections)."""

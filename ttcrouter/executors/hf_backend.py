@@ -72,14 +72,6 @@ class TransformersGenerator(Generator):
         self._tokenizer = None
 
     @property
-    def model_name(self) -> str:
-        from ..models import EMBEDDED_GENERATOR_NAME
-
-        if self.model is None or str(self.model) == "embedded":
-            return EMBEDDED_GENERATOR_NAME
-        return str(self.model)
-
-    @property
     def hf_model(self):
         """The loaded ``transformers`` model (loaded on first access)."""
         if self._model is None:

@@ -82,14 +82,6 @@ class VLLMGenerator(Generator):
 
     # -- engine -------------------------------------------------------------------------------
     @property
-    def model_name(self) -> str:
-        from ..models import EMBEDDED_GENERATOR_NAME
-
-        if self.model is None or str(self.model) == "embedded":
-            return EMBEDDED_GENERATOR_NAME
-        return str(self.model)
-
-    @property
     def llm(self):
         if self._llm is None:
             self._start()
