@@ -44,7 +44,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from ttcrouter.collect import _Output, _pooled_chunk, hardware_info
+    from ttcrouter.collection import _Output, _pooled_chunk, hardware_info
     from ttcrouter.datasets import arithmetic
     from ttcrouter.executors import StrategyExecutor, VLLMGenerator
     from ttcrouter.executors.base import GenerationRequest

@@ -29,7 +29,7 @@ EXTRA = {
     "ttcrouter.serving": ["RoutedResult", "RouterFileError", "save_router", "load_router"],
     "ttcrouter.models": ["embedded_generator_path", "embedded_encoder_path", "resolve_model"],
     "ttcrouter.datasets": ["arithmetic", "gsm_symbolic", "load_jsonl", "load_queries"],
-    "ttcrouter.collect": ["load_collection", "export_collection"],
+    "ttcrouter.collection": ["load_collection", "export_collection"],
     "ttcrouter.cli": ["main"],
 }
 
@@ -39,7 +39,7 @@ SECTIONS = [
     ("Estimators", ["ttcrouter.embedding", "ttcrouter.probe", "ttcrouter.costs",
                     "ttcrouter.router", "ttcrouter.tuning"]),
     ("Metrics and evaluation", ["ttcrouter.metrics", "ttcrouter.evaluation"]),
-    ("Data", ["ttcrouter.synthetic", "ttcrouter.datasets", "ttcrouter.collect",
+    ("Data", ["ttcrouter.synthetic", "ttcrouter.datasets", "ttcrouter.collection",
               "ttcrouter.grading", "ttcrouter.models"]),
     ("Executors", ["ttcrouter.executors.base", "ttcrouter.executors.vllm_backend",
                    "ttcrouter.executors.openai_backend", "ttcrouter.executors.hf_backend",

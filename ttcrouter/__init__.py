@@ -58,9 +58,9 @@ _EXPORTS = {
     "arithmetic": "datasets",
     "gsm_symbolic": "datasets",
     "load_jsonl": "datasets",
-    "collect": "collect",
-    "load_collection": "collect",
-    "export_collection": "collect",
+    "collect": "collection",
+    "load_collection": "collection",
+    "export_collection": "collection",
     # evaluation and serving
     "evaluate": "evaluation",
     "EvaluationReport": "evaluation",

@@ -350,27 +350,10 @@ def _print_result(rec: dict, as_json: bool) -> None:
 # collect
 # ---------------------------------------------------------------------------------------
 
-def _collect_module():
-    # import_module, not `from . import collect`: the package's lazy attribute `collect` is
-    # the function ttcrouter.collect.collect, which shadows the submodule
-    from importlib import import_module
-
-    try:
-        mod = import_module(".collect", __package__)
-    except ImportError:
-        return None
-    if hasattr(mod, "add_arguments") and hasattr(mod, "run"):
-        return mod
-    return None
-
-
 def cmd_collect(args) -> int:
-    mod = _collect_module()
-    if mod is None:
-        raise CLIError("collect is not available in this installation (ttcrouter.collect "
-                       "lacks add_arguments/run).")
-    rc = mod.run(args)
-    return int(rc or 0)
+    from .collection import run
+
+    return int(run(args) or 0)
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,9 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_route)
 
     p = sub.add_parser("collect", help="run strategies on queries into a runs table")
-    mod = _collect_module()
-    if mod is not None:
-        mod.add_arguments(p)
+    from .collection import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=cmd_collect)
     return parser
 

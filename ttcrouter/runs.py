@@ -235,6 +235,8 @@ def read_runs(path, *, validate: bool = True) -> pd.DataFrame:
     Parameters
     ----------
     path : str or Path
+        A ``.parquet`` or ``.jsonl`` file, or a collection directory written by
+        ``ttcrouter collect``.
     validate : bool, default=True
 
     Returns
@@ -244,6 +246,11 @@ def read_runs(path, *, validate: bool = True) -> pd.DataFrame:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No runs table at {str(path)!r}.")
+    if path.is_dir():
+        # a collection directory written by ``ttcrouter collect`` (part files + provenance)
+        from .collection import load_collection
+
+        return load_collection(path, validate=validate)
     if _file_format(path) == "parquet":
         df = pd.read_parquet(path)
     else:

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ttcrouter.collect import (CollectionConfigError, _config_diff, _fit_latency_model,
+from ttcrouter.collection import (CollectionConfigError, _config_diff, _fit_latency_model,
                                _Output, _split_names, collect, derive_pooled,
                                export_collection, load_collection)
 from ttcrouter.datasets import arithmetic
@@ -111,7 +111,7 @@ def test_collect_bad_inputs(tmp_path):
         collect(queries, latency="guess", out=tmp_path / "a")
     with pytest.raises(FileNotFoundError, match="No collection"):
         load_collection(tmp_path / "nothing")
-    from ttcrouter.collect import make_executor
+    from ttcrouter.collection import make_executor
 
     with pytest.raises(ValueError, match="needs --base-url"):
         make_executor("openai")
@@ -199,6 +199,9 @@ def test_collect_real_model_resume_and_config(vllm_generator, tmp_path):
     path = export_collection(out, tmp_path / "runs.parquet")
     table = read_runs(path)
     assert len(table) == len(more) and table.attrs["provenance"]["config"]["strategies"] == STRATS
+    # read_runs also reads the collection directory itself
+    direct = read_runs(out)
+    assert len(direct) == len(more) and direct.attrs["provenance"]["config"]["strategies"] == STRATS
 
 
 @pytest.mark.slow
@@ -219,7 +222,7 @@ def test_kill_and_resume_subprocess(tmp_path, embedded_model_path):
     an uninterrupted run and no duplicate."""
     out = tmp_path / "killed"
     strategies = "majority_vote@n=1,majority_vote@n=2,best_of_n@n=2,beam_search@n=2,w=2"
-    cmd = [sys.executable, "-m", "ttcrouter.collect", "arithmetic:3", "--strategies",
+    cmd = [sys.executable, "-m", "ttcrouter.collection", "arithmetic:3", "--strategies",
            strategies, "--repeats", "2", "--out", str(out), "--backend", "transformers",
            "--max-tokens", "8", "--step-max-tokens", "4", "--max-steps", "2",
            "--calibration-queries", "1", "--chunk-size", "1", "--no-progress"]

@@ -1079,7 +1079,7 @@ def main(argv=None) -> int:
     import argparse
 
     parser = add_arguments(argparse.ArgumentParser(
-        prog="python -m ttcrouter.collect", description="Collect a runs table."))
+        prog="python -m ttcrouter.collection", description="Collect a runs table."))
     return run(parser.parse_args(argv))
 
 
