@@ -20,6 +20,7 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
+from .probe import soft_to_weighted
 from .strategies import encode_strategies, parse_strategy
 
 __all__ = ["UtilityRouter"]
@@ -93,19 +94,6 @@ def _check_matrix(M, what, names, n_rows, *, bounded=False):
             f"{A[i, j]!r} at query {i}, strategy {names[j]!r}."
         )
     return A
-
-
-def _soft_to_weighted(X, p, groups):
-    try:
-        from .probe import soft_to_weighted
-    except ImportError:  # pragma: no cover - probe needs torch and skorch
-        X2 = np.concatenate([X, X])
-        y2 = np.concatenate([np.ones(len(p), np.int64), np.zeros(len(p), np.int64)])
-        w2 = np.concatenate([p, 1.0 - p])
-        g2 = np.concatenate([groups, groups])
-        keep = w2 > 0
-        return X2[keep], y2[keep], w2[keep], g2[keep]
-    return soft_to_weighted(X, p, groups, drop_zero=True)
 
 
 def _accepts(method, name):
@@ -279,7 +267,7 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         self.probe_ = clone(probe)
         rows = _cross_rows(X, self.strategy_encoding_)
         groups = np.repeat(np.arange(n), n_s)
-        X2, y2, w2, g2 = _soft_to_weighted(rows, Ya.ravel(), groups)
+        X2, y2, w2, g2 = soft_to_weighted(rows, Ya.ravel(), groups, drop_zero=True)
         if np.unique(y2).size < 2:
             raise ValueError(
                 "Y holds a single outcome everywhere (every strategy always "
