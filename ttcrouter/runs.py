@@ -202,6 +202,9 @@ def write_runs(runs: pd.DataFrame, path, provenance: dict | None = None,
             pq.write_table(table.replace_schema_metadata(meta), tmp)
         else:
             df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a shipped table must be readable
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
