@@ -24,6 +24,14 @@ def render_prompt(tokenizer, system_prompt: str | None, request: GenerationReque
     return text + request.prefix
 
 
+def prompt_token_ids(tokenizer, system_prompt: str | None, requests) -> list[list[int]]:
+    """Token ids of each request's full prompt (chat template, query, prefix)."""
+    return [
+        tokenizer.encode(render_prompt(tokenizer, system_prompt, r), add_special_tokens=False)
+        for r in check_requests(requests)
+    ]
+
+
 def check_requests(requests) -> list[GenerationRequest]:
     """Validate a batch of requests; plain strings are accepted as queries."""
     if isinstance(requests, (str, GenerationRequest)):

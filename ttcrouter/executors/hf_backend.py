@@ -9,7 +9,7 @@ import copy
 from typing import Sequence
 
 from .base import DEFAULT_SYSTEM_PROMPT, Completion, GenerationRequest, Generator
-from ._chat import check_requests, check_sampling, first_stop, prompt_too_long, render_prompt
+from ._chat import check_requests, check_sampling, prompt_token_ids, first_stop, prompt_too_long
 
 __all__ = ["TransformersGenerator"]
 
@@ -125,11 +125,7 @@ class TransformersGenerator(Generator):
 
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """Token ids of each request's full prompt (chat template, query, prefix)."""
-        tok = self.tokenizer
-        return [
-            tok.encode(render_prompt(tok, self.system_prompt, r), add_special_tokens=False)
-            for r in check_requests(requests)
-        ]
+        return prompt_token_ids(self.tokenizer, self.system_prompt, requests)
 
     def generate(
         self,

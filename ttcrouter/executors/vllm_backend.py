@@ -11,7 +11,7 @@ import os
 from typing import Sequence
 
 from .base import DEFAULT_SYSTEM_PROMPT, Completion, GenerationRequest, Generator
-from ._chat import check_requests, check_sampling, prompt_too_long, render_prompt
+from ._chat import check_requests, check_sampling, prompt_token_ids, prompt_too_long
 
 __all__ = ["VLLMGenerator"]
 
@@ -137,11 +137,7 @@ class VLLMGenerator(Generator):
     # -- generation ---------------------------------------------------------------------------
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """Token ids of each request's full prompt (chat template, query, prefix)."""
-        tok = self.tokenizer
-        return [
-            tok.encode(render_prompt(tok, self.system_prompt, r), add_special_tokens=False)
-            for r in check_requests(requests)
-        ]
+        return prompt_token_ids(self.tokenizer, self.system_prompt, requests)
 
     def generate(
         self,
