@@ -270,7 +270,48 @@ def _fit_to_steps(rewards: list[float], n_steps: int) -> list[float]:
 
 
 # -- transformers PRM --------------------------------------------------------------------------
-class QwenMathPRM(StepScorer):
+class _ProcessRewardModel(StepScorer):
+    """Shared input formatting and batching of the PRM backends.
+
+    Subclasses load ``_tokenizer``/``_step_id`` in ``_load`` and implement
+    ``_score_flat(items) -> (rewards, token_counts)`` over ``(question, steps)`` pairs.
+    """
+
+    @property
+    def tokenizer(self):
+        self._load()
+        return self._tokenizer
+
+    def format(self, question: str, steps: Sequence[str]) -> str:
+        """The model's input text for one candidate (see :func:`format_prm_input`)."""
+        return format_prm_input(
+            self.tokenizer, question, steps,
+            system_prompt=self.system_prompt, step_token=self.step_token,
+        )
+
+    def score(self, question, solutions, **kwargs) -> list[list[float]]:
+        """Per-step rewards in [0, 1] for each candidate solution (a list of steps)."""
+        return self.score_batch([question], [solutions])[0]
+
+    def score_batch(self, questions, solutions, **kwargs) -> list[list[list[float]]]:
+        """Score the candidates of several questions, batched together across questions."""
+        self._load()
+        flat, owners = [], []
+        for qi, (q, sols) in enumerate(zip(questions, solutions)):
+            for steps in _check_solutions(sols):
+                flat.append((q, steps))
+                owners.append(qi)
+        rewards, counts = self._score_flat(flat)
+        out: list[list[list[float]]] = [[] for _ in questions]
+        per_question = [0] * len(out)
+        for qi, r, c in zip(owners, rewards, counts):
+            out[qi].append(r)
+            per_question[qi] += c
+        self.last_batch_reward_tokens = per_question
+        return out
+
+
+class QwenMathPRM(_ProcessRewardModel):
     """Process reward model run with ``transformers`` (Qwen2.5-Math-PRM by default).
 
     The input follows the model card: the PRM system prompt, the question, and the steps each
@@ -369,39 +410,6 @@ class QwenMathPRM(StepScorer):
         self._tokenizer = tok
         self._step_id = _step_token_id(tok, self.step_token)
 
-    @property
-    def tokenizer(self):
-        self._load()
-        return self._tokenizer
-
-    def format(self, question: str, steps: Sequence[str]) -> str:
-        """The model's input text for one candidate (see :func:`format_prm_input`)."""
-        return format_prm_input(
-            self.tokenizer, question, steps,
-            system_prompt=self.system_prompt, step_token=self.step_token,
-        )
-
-    def score(self, question, solutions, **kwargs) -> list[list[float]]:
-        """Per-step rewards in [0, 1] for each candidate solution (a list of steps)."""
-        return self.score_batch([question], [solutions])[0]
-
-    def score_batch(self, questions, solutions, **kwargs) -> list[list[list[float]]]:
-        """Score the candidates of several questions, batched together across questions."""
-        self._load()
-        flat, owners = [], []
-        for qi, (q, sols) in enumerate(zip(questions, solutions)):
-            for steps in _check_solutions(sols):
-                flat.append((q, steps))
-                owners.append(qi)
-        rewards, counts = self._score_flat(flat)
-        out: list[list[list[float]]] = [[] for _ in questions]
-        per_question = [0] * len(out)
-        for qi, r, c in zip(owners, rewards, counts):
-            out[qi].append(r)
-            per_question[qi] += c
-        self.last_batch_reward_tokens = per_question
-        return out
-
     def _score_flat(self, items) -> list[list[float]]:
         import torch
 
@@ -438,7 +446,7 @@ class QwenMathPRM(StepScorer):
 
 
 # -- vLLM PRM ------------------------------------------------------------------------------------
-class VLLMRewardModel(StepScorer):
+class VLLMRewardModel(_ProcessRewardModel):
     """Process reward model served by an offline vLLM engine as a pooling model.
 
     The engine runs with ``runner="pooling"`` and is asked for token classification
@@ -488,40 +496,15 @@ class VLLMRewardModel(StepScorer):
         self._tokenizer = self._llm.get_tokenizer()
         self._step_id = _step_token_id(self._tokenizer, self.step_token)
 
-    @property
-    def tokenizer(self):
-        self._load()
-        return self._tokenizer
-
-    def format(self, question: str, steps: Sequence[str]) -> str:
-        """The model's input text for one candidate (see :func:`format_prm_input`)."""
-        return format_prm_input(
-            self.tokenizer, question, steps,
-            system_prompt=self.system_prompt, step_token=self.step_token,
-        )
-
-    def score(self, question, solutions, **kwargs) -> list[list[float]]:
-        """Per-step rewards in [0, 1] for each candidate solution (a list of steps)."""
-        return self.score_batch([question], [solutions])[0]
-
-    def score_batch(self, questions, solutions, **kwargs) -> list[list[list[float]]]:
-        """Score the candidates of several questions in one engine call."""
-        self._load()
+    def _score_flat(self, items):
         from vllm import PoolingParams
 
-        flat, owners = [], []
-        for qi, (q, sols) in enumerate(zip(questions, solutions)):
-            for steps in _check_solutions(sols):
-                flat.append((q, steps))
-                owners.append(qi)
-        out: list[list[list[float]]] = [[] for _ in questions]
-        if not flat:
+        if not items:
             self._count(0)
-            self.last_batch_reward_tokens = [0] * len(out)
-            return out
+            return [], []
         tok = self._tokenizer
         ids = [
-            tok.encode(self.format(q, steps), add_special_tokens=False) for q, steps in flat
+            tok.encode(self.format(q, steps), add_special_tokens=False) for q, steps in items
         ]
         outputs = self._llm.encode(
             [{"prompt_token_ids": p} for p in ids],
@@ -529,11 +512,8 @@ class VLLMRewardModel(StepScorer):
             pooling_task="token_classify",
             use_tqdm=False,
         )
-        n_tokens = 0
-        per_question = [0] * len(out)
-        for (q, steps), p, qi, res in zip(flat, ids, owners, outputs):
-            n_tokens += len(p)
-            per_question[qi] += len(p)
+        rewards = []
+        for (q, steps), p, res in zip(items, ids, outputs):
             data = np.asarray(res.outputs.data.float().cpu().numpy())
             if data.ndim == 1:
                 data = data[None, :]
@@ -541,10 +521,10 @@ class VLLMRewardModel(StepScorer):
             if data.shape[0] == len(p) and data.shape[0] != n_tags:
                 # All-token pooling: keep the step-token rows.
                 data = data[[i for i, t in enumerate(p) if t == self._step_id]]
-            out[qi].append(_fit_to_steps(_softmax_index1(data) if len(data) else [], len(steps)))
-        self._count(n_tokens)
-        self.last_batch_reward_tokens = per_question
-        return out
+            rewards.append(_fit_to_steps(_softmax_index1(data) if len(data) else [], len(steps)))
+        counts = [len(p) for p in ids]
+        self._count(sum(counts))
+        return rewards, counts
 
     def close(self) -> None:
         llm, self._llm = self._llm, None
