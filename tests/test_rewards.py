@@ -37,14 +37,12 @@ def _minilm_tokenizer_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-@pytest.fixture(scope="module")
-def tiny_prm_dir(tmp_path_factory):
-    """A random-weight Qwen2ForTokenClassification (2 labels) with <extra_0>, saved offline."""
-    import torch
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForTokenClassification
+def _save_prm_tokenizer(out):
+    """MiniLM's tokenizer with the PRM step token ``<extra_0>`` and a chat template, in ``out``."""
+    from transformers import AutoTokenizer
 
     src = _minilm_tokenizer_dir()
-    out = tmp_path_factory.mktemp("tiny_prm")
+    out.mkdir(parents=True, exist_ok=True)
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
                  "special_tokens_map.json"):
         if (src / name).exists():
@@ -53,6 +51,17 @@ def tiny_prm_dir(tmp_path_factory):
     tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
     tok.chat_template = CHAT_TEMPLATE
     tok.save_pretrained(out)
+    return tok
+
+
+@pytest.fixture(scope="module")
+def tiny_prm_dir(tmp_path_factory):
+    """A random-weight Qwen2ForTokenClassification (2 labels) with <extra_0>, saved offline."""
+    import torch
+    from transformers import Qwen2Config, Qwen2ForTokenClassification
+
+    out = tmp_path_factory.mktemp("tiny_prm")
+    tok = _save_prm_tokenizer(out)
     torch.manual_seed(0)
     config = Qwen2Config(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -184,18 +193,9 @@ def _build_tiny_qwen_prm(out: Path) -> int:
     """A random-weight Qwen2ForProcessRewardModel (vLLM's class for Qwen2.5-Math-PRM)."""
     import torch
     from safetensors.torch import save_file
-    from transformers import AutoTokenizer, Qwen2Config, Qwen2Model
+    from transformers import Qwen2Config, Qwen2Model
 
-    src = _minilm_tokenizer_dir()
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                 "special_tokens_map.json"):
-        if (src / name).exists():
-            shutil.copy(src / name, out / name)
-    tok = AutoTokenizer.from_pretrained(out)
-    tok.add_special_tokens({"additional_special_tokens": ["<extra_0>"]})
-    tok.chat_template = CHAT_TEMPLATE
-    tok.save_pretrained(out)
+    tok = _save_prm_tokenizer(out)
     torch.manual_seed(0)
     hidden = 128  # head size 64: supported by the CPU attention backend
     config = Qwen2Config(
