@@ -184,6 +184,24 @@ def test_collect_real_model_resume_and_config(vllm_generator, tmp_path):
                    progress=False)
     assert len(more) == 3 * len(STRATS) * 3 and sorted(more["repeat"].unique()) == [0, 1, 2]
 
+    # a new latency calibration on a finished collection: no new rows, every calibrated row
+    # re-derived from the newest timings, the earlier run kept
+    old_cal = pd.read_parquet(out / "_calibration.parquet")
+    parts = sorted(p.name for p in out.glob("part-*"))
+    recal = collect(queries, STRATS, repeats=3, out=out, executor=ex, calibration_queries=2,
+                    progress=False, recalibrate_latency=True)
+    assert sorted(p.name for p in out.glob("part-*")) == parts
+    assert len(recal) == len(more)
+    cal = pd.read_parquet(out / "_calibration.parquet")
+    assert sorted(cal["calibration"].unique()) == [0, 1]
+    assert len(cal) == len(old_cal) + 2 * len(STRATS)
+    lc = recal.attrs["provenance"]["latency_calibration"]
+    assert lc["calibration"] == 1 and len(lc["queries"]) == 2 and len(lc["earlier"]) == 1
+    for name, model in lc["models"].items():
+        rows = recal[recal["strategy"] == name]
+        expected = np.maximum(model["a"] + model["b"] * rows["latency_x"], 0.0)
+        np.testing.assert_allclose(rows["latency_s"], expected)
+
     # another configuration is refused, naming what differs
     with pytest.raises(CollectionConfigError, match=r"strategies: now lacks \['best_of_n@n=2'"):
         collect(queries, [s for s in STRATS if s != "best_of_n@n=2"], repeats=2, out=out,

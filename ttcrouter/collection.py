@@ -38,8 +38,9 @@ fitted to those timings, where x is the largest number of tokens any candidate g
 (the decode steps the batch ran) for the parallel methods, with one line per N over the
 three methods (they generate alike: N samples in one request), and the total generated
 tokens for beam search, one line per configuration; if b comes out negative the model falls
-back to the mean timing. Each row keeps its x in ``latency_x``, so latencies can be
-re-derived from a better calibration later. A row's ``latency_s`` is that line evaluated at
+back to the mean timing. Each row keeps its x in ``latency_x``, and :func:`load_collection`
+evaluates the newest calibration at it, so a later calibration (``recalibrate_latency=True``,
+for example on a quieter machine) sets the latency of every row collected before. A row's ``latency_s`` is that line evaluated at
 the row's own x, and ``latency_source`` is ``"calibrated"``. Beam search rows run for real
 (``execute_batch`` across queries, each query its own beams) but batched, so their latency
 is derived in the same way. With ``latency="isolated"`` nothing is pooled: every row is one
@@ -418,11 +419,29 @@ def load_collection(out, *, validate: bool = True) -> pd.DataFrame:
     frames = [pd.read_parquet(p) for p in parts]
     df = (pd.concat(frames, ignore_index=True) if frames
           else pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS}))
+    cal = _latest_calibration(output.read_calibration())
+    if len(df) and cal is not None and len(cal):
+        df = _apply_calibration(df, _latency_models(cal))
     if validate and len(df):
         df = validate_runs(df, copy=False)
     prov = output.read_provenance()
     prov["config"] = output.read_config()
     df.attrs["provenance"] = prov
+    return df
+
+
+def _apply_calibration(df: pd.DataFrame, models: dict) -> pd.DataFrame:
+    """Re-derive ``latency_s`` of calibrated rows from ``latency_x`` with ``models``.
+
+    Rows store the feature ``latency_x``, so a later calibration (``recalibrate_latency``)
+    applies to every row collected before it.
+    """
+    rows = (df["latency_source"] == "calibrated") & df["latency_x"].notna() \
+        & df["strategy"].isin(list(models))
+    if rows.any():
+        sub = df.loc[rows, ["strategy", "latency_x"]]
+        df.loc[rows, "latency_s"] = [_predict_latency(models[name], x)
+                                     for name, x in zip(sub["strategy"], sub["latency_x"])]
     return df
 
 
@@ -658,7 +677,7 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
             max_tokens: int = 128, temperature: float = 0.7, max_steps: int | None = None,
             step_max_tokens: int | None = None, enforce_eager: bool = False,
             kv_cache_space_gb: int | None = None, dataset_name: str | None = None,
-            close: bool | None = None) -> pd.DataFrame:
+            close: bool | None = None, recalibrate_latency: bool = False) -> pd.DataFrame:
     """Run a grid of strategies on queries with a real model and write a runs table.
 
     See the module docstring for the pooled estimator, the latency method and the output
@@ -695,6 +714,11 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
         isolated calibration runs; ``"isolated"``: run and time every row on its own.
     calibration_queries : int, default=4
         Queries (the first ones) on which each strategy is timed alone.
+    recalibrate_latency : bool, default=False
+        Time a new calibration run (for example on a quieter machine) even when the
+        collection has one; the newest run then sets the latency of every calibrated row,
+        those collected before included (rows keep their ``latency_x``). Works on a
+        finished collection too.
 
     Returns
     -------
@@ -755,7 +779,7 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
         _record_session(output, executor, config, seed, dataset_name)
         _run_collection(output, executor, queries, specs, parallel, beams, int(repeats),
                         int(pool_size), int(chunk_size), progress, latency,
-                        int(calibration_queries))
+                        int(calibration_queries), recalibrate=bool(recalibrate_latency))
         result = load_collection(out_path)
     finally:
         output.unlock()
@@ -836,11 +860,27 @@ def _timed_execute(executor, spec, query):
     return res, time.perf_counter() - t0, err
 
 
-def _calibrate(output: _Output, executor, queries, specs, k, progress) -> dict:
-    """Time isolated executions; return strategy name -> latency model."""
-    cal = output.read_calibration()
+def _latest_calibration(cal):
+    """The rows of the newest calibration run (a file without ``calibration`` is one run)."""
+    if cal is None or "calibration" not in cal.columns:
+        return cal
+    return cal[cal["calibration"] == cal["calibration"].max()]
+
+
+def _calibrate(output: _Output, executor, queries, specs, k, progress,
+               recalibrate=False) -> dict:
+    """Time isolated executions; return strategy name -> latency model.
+
+    With ``recalibrate`` a new calibration run is timed even when one exists; earlier runs
+    stay in the calibration file (column ``calibration``) and only the newest one is used.
+    """
+    history = output.read_calibration()
+    if history is not None and "calibration" not in history.columns:
+        history = history.assign(calibration=0)
+    cal = _latest_calibration(history)
     names = [s.name for s in specs]
-    if cal is None or not set(names) <= set(cal["strategy"]):
+    if recalibrate or cal is None or not set(names) <= set(cal["strategy"]):
+        run_id = 0 if history is None else int(history["calibration"].max()) + 1
         texts = queries["query"].tolist()[:max(k, 1)]
         ids = queries["query_id"].tolist()[:max(k, 1)]
         _timed_execute(executor, specs[0], texts[0])  # warm-up, not recorded
@@ -857,9 +897,17 @@ def _calibrate(output: _Output, executor, queries, specs, k, progress) -> dict:
                              "date": _now()})
                 bar.update(1, rows[-1]["tokens"])
         bar.close()
-        cal = pd.DataFrame(rows)
-        output.write_calibration(cal)
+        cal = pd.DataFrame(rows).assign(calibration=run_id)
+        output.write_calibration(cal if history is None
+                                 else pd.concat([history, cal], ignore_index=True))
         prov = output.read_provenance()
+        previous = prov.get("latency_calibration")
+        if previous:
+            earlier = previous.pop("earlier", [])
+            previous.pop("models", None)
+            earlier.append(previous)
+        else:
+            earlier = []
         prov["latency_calibration"] = {
             "method": "isolated StrategyExecutor.execute per strategy on the first "
                       f"{len(texts)} queries, after one warm-up call; latency_s = a + b * x "
@@ -867,9 +915,11 @@ def _calibrate(output: _Output, executor, queries, specs, k, progress) -> dict:
                       "generated tokens (parallel; one line per N over the three methods) "
                       "or total generated tokens (beam search; one line per configuration); "
                       "x of each row is in its latency_x column",
-            "queries": ids, "date": _now(),
+            "queries": ids, "date": _now(), "calibration": run_id,
             "mean_loadavg_1m": float(cal["loadavg_1m"].mean()),
         }
+        if earlier:
+            prov["latency_calibration"]["earlier"] = earlier
         output.write_provenance(prov)
     models = _latency_models(cal)
     prov = output.read_provenance()
@@ -897,12 +947,16 @@ def _latency_models(cal: pd.DataFrame) -> dict:
 
 
 def _run_collection(output, executor, queries, specs, parallel, beams, repeats, pool_size,
-                    chunk_size, progress, latency, calibration_queries):
+                    chunk_size, progress, latency, calibration_queries, recalibrate=False):
     done = output.done_keys()
     qrecords = queries.to_dict("records")
     total = len(qrecords) * len(specs) * repeats
     n_done = sum(1 for q in qrecords for s in specs for r in range(repeats)
                  if (q["query_id"], s.name, r) in done)
+    if recalibrate and latency == "calibrate":
+        _calibrate(output, executor, queries, specs, calibration_queries, progress,
+                   recalibrate=True)
+        recalibrate = False
     if n_done == total:
         return
     if latency == "isolated":
@@ -927,10 +981,10 @@ def _run_collection(output, executor, queries, specs, parallel, beams, repeats, 
     models = _calibrate(output, executor, queries, specs, calibration_queries, progress)
     bar = _Progress(total, n_done, progress, "collect")
     try:
-        # Repeat by repeat: the pools of every query first (cheap: every parallel strategy
-        # at once), then each beam search configuration, chunk by chunk. A partial
-        # collection thus covers all queries with the parallel strategies early, and every
-        # query gets a repeat of a strategy before any gets two.
+        # The pools of every repeat first (cheap: every parallel strategy at once), then
+        # beam search repeat by repeat, chunk by chunk. A partial collection thus has all
+        # its repeats of the parallel strategies early, and within a strategy every query
+        # gets a repeat before any gets two.
         for r in range(repeats):
             for chunk in _chunks(qrecords, chunk_size):
                 pool_todo = [q for q in chunk if not all(
@@ -941,6 +995,7 @@ def _run_collection(output, executor, queries, specs, parallel, beams, repeats, 
                                                     pool_size, models, done)
                     output.write_part(rows)
                     bar.update(len(rows), generated)
+        for r in range(repeats):
             for chunk in _chunks(qrecords, chunk_size):
                 for spec in beams:
                     todo = [q for q in chunk if (q["query_id"], spec.name, r) not in done]
@@ -1045,6 +1100,9 @@ def add_arguments(parser):
                         help="tokens per beam search step")
     parser.add_argument("--latency", choices=("calibrate", "isolated"), default="calibrate")
     parser.add_argument("--calibration-queries", type=int, default=4)
+    parser.add_argument("--recalibrate-latency", action="store_true",
+                        help="time a new latency calibration (e.g. on a quiet machine); it "
+                        "sets the latency of every calibrated row, earlier ones included")
     parser.add_argument("--eager", action="store_true",
                         help="vLLM: skip graph compilation (faster start, slower run)")
     parser.add_argument("--kv-cache-gb", type=int, default=None)
@@ -1066,7 +1124,8 @@ def run(args) -> int:
                  calibration_queries=args.calibration_queries, max_tokens=args.max_tokens,
                  temperature=args.temperature, max_steps=args.max_steps,
                  step_max_tokens=args.step_max_tokens, enforce_eager=args.eager,
-                 kv_cache_space_gb=args.kv_cache_gb, dataset_name=args.dataset)
+                 kv_cache_space_gb=args.kv_cache_gb, dataset_name=args.dataset,
+                 recalibrate_latency=args.recalibrate_latency)
     n_err = int(df["error"].notna().sum()) if len(df) else 0
     print(f"{len(df)} rows in {args.out} ({n_err} with errors)")
     if args.export:
