@@ -88,8 +88,12 @@ def frontier_at(cost, accuracy, budgets):
     return out
 
 
-def _auto_grid(mean_costs, n=31):
+def _auto_grid(mean_costs, n=101):
     """0, a log grid, and a last penalty so large that the cheapest strategy always wins.
+
+    The grid is dense (routing a test set at one more penalty costs next to nothing): each
+    penalty is one router setting, and a sparse grid leaves budgets at which no setting
+    lands close to the budget.
 
     The log grid runs from ``1e-3 / spread`` (cost differences barely matter) to
     ``30 / spread`` (they dominate predicted accuracy differences), where ``spread`` is the
@@ -457,9 +461,14 @@ def _markdown(rep: EvaluationReport) -> str:
         "## Adaptive router sweeps",
         "",
     ]
+    parts += ["Penalties that route every test query the same way give the same point; "
+              "each point is listed once, at the smallest penalty that gives it "
+              "(`metrics.json` has every penalty).", ""]
     for sweep in _SWEEPS:
+        points = rep.adaptive[sweep].drop_duplicates(
+            subset=["accuracy", "mean_tokens", "mean_latency_s"])
         parts += [f"### lambda sweep: {sweep}", "",
-                  _md_table(rep.adaptive[sweep], floatfmt=".4g"), ""]
+                  _md_table(points, floatfmt=".4g"), ""]
     parts += ["## Timings (s)", "",
               _md_table(pd.DataFrame([rep.timings]), floatfmt=".1f"), ""]
     return "\n".join(parts)
