@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 
 from ttcrouter.collection import (CollectionConfigError, _config_diff, _fit_latency_model,
-                               _Output, _split_names, collect, derive_pooled,
-                               export_collection, load_collection)
+                               _latency_models, _Output, _predict_latency, _split_names,
+                               collect, derive_pooled, export_collection, load_collection)
 from ttcrouter.datasets import arithmetic
 from ttcrouter.executors.runner import Candidate, CandidatePool
 from ttcrouter.grading import normalize_answer
@@ -89,6 +89,27 @@ def test_latency_model_fit():
     assert m["kind"] == "mean" and m["a"] == pytest.approx(2.0)
     m = _fit_latency_model([10, 10], [1.0, 2.0])            # no spread in x: the mean
     assert m["kind"] == "mean" and m["a"] == pytest.approx(1.5)
+
+
+def test_latency_models_monotone_in_n():
+    # timing noise put the n=2 line below the n=1 line: more samples must not look faster
+    cal = pd.DataFrame({
+        "strategy": ["majority_vote@n=1"] * 2 + ["best_of_n@n=2"] * 2
+        + ["majority_vote@n=4"] * 2 + ["beam_search@n=2,w=2"] * 2,
+        "x": [10.0, 30.0, 10.0, 30.0, 10.0, 30.0, 50.0, 100.0],
+        "latency_s": [2.0, 4.0, 1.8, 3.6, 3.0, 6.0, 1.0, 2.0],
+        "error": [None] * 8,
+    })
+    models = _latency_models(cal)
+    assert models["majority_vote@n=1"]["group"] == "parallel@n=1"
+    for x in (0.0, 10.0, 25.0, 80.0):
+        one = _predict_latency(models["majority_vote@n=1"], x)
+        two = _predict_latency(models["best_of_n@n=2"], x)
+        four = _predict_latency(models["majority_vote@n=4"], x)
+        assert one <= two <= four
+        assert two == pytest.approx(max(one, 1.8 + 0.09 * (x - 10)))
+    # beam search keeps its own line
+    assert _predict_latency(models["beam_search@n=2,w=2"], 75.0) == pytest.approx(1.5)
 
 
 def test_split_strategy_names_and_config_diff():
@@ -199,7 +220,7 @@ def test_collect_real_model_resume_and_config(vllm_generator, tmp_path):
     assert lc["calibration"] == 1 and len(lc["queries"]) == 2 and len(lc["earlier"]) == 1
     for name, model in lc["models"].items():
         rows = recal[recal["strategy"] == name]
-        expected = np.maximum(model["a"] + model["b"] * rows["latency_x"], 0.0)
+        expected = [_predict_latency(model, x) for x in rows["latency_x"]]
         np.testing.assert_allclose(rows["latency_s"], expected)
 
     # another configuration is refused, naming what differs

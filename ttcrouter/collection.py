@@ -36,11 +36,13 @@ at a time, after one warm-up call) on the first ``calibration_queries`` queries,
 ``time.perf_counter`` around the call. A least-squares line ``latency = a + b * x`` is
 fitted to those timings, where x is the largest number of tokens any candidate generated
 (the decode steps the batch ran) for the parallel methods, with one line per N over the
-three methods (they generate alike: N samples in one request), and the total generated
-tokens for beam search, one line per configuration; if b comes out negative the model falls
-back to the mean timing. Each row keeps its x in ``latency_x``, and :func:`load_collection`
-evaluates the newest calibration at it, so a later calibration (``recalibrate_latency=True``,
-for example on a quieter machine) sets the latency of every row collected before. A row's ``latency_s`` is that line evaluated at
+three methods (they generate alike: N samples in one request; the model at N is the upper
+envelope of the lines at every N' <= N, as more samples never finish sooner), and the total
+generated tokens for beam search, one line per configuration; if b comes out negative the
+model falls back to the mean timing. Each row keeps its x in ``latency_x``, and
+:func:`load_collection` evaluates the newest calibration at it, so a later calibration
+(``recalibrate_latency=True``, for example on a quieter machine) sets the latency of every
+row collected before. A row's ``latency_s`` is that model evaluated at
 the row's own x, and ``latency_source`` is ``"calibrated"``. Beam search rows run for real
 (``execute_batch`` across queries, each query its own beams) but batched, so their latency
 is derived in the same way. With ``latency="isolated"`` nothing is pooled: every row is one
@@ -219,7 +221,8 @@ def _fit_latency_model(x, y) -> dict:
 
 
 def _predict_latency(model: dict, x) -> float:
-    return float(max(model["a"] + model["b"] * float(x), 0.0))
+    lines = model.get("envelope") or [(model["a"], model["b"])]
+    return float(max(max(a + b * float(x) for a, b in lines), 0.0))
 
 
 def _latency_feature(spec, result_or_pooled) -> float:
@@ -912,9 +915,10 @@ def _calibrate(output: _Output, executor, queries, specs, k, progress,
             "method": "isolated StrategyExecutor.execute per strategy on the first "
                       f"{len(texts)} queries, after one warm-up call; latency_s = a + b * x "
                       "(least squares, b >= 0, else the mean), x = longest candidate's "
-                      "generated tokens (parallel; one line per N over the three methods) "
-                      "or total generated tokens (beam search; one line per configuration); "
-                      "x of each row is in its latency_x column",
+                      "generated tokens (parallel; one line per N over the three methods, "
+                      "the model at N the upper envelope of the lines at N' <= N) or total "
+                      "generated tokens (beam search; one line per configuration); x of "
+                      "each row is in its latency_x column",
             "queries": ids, "date": _now(), "calibration": run_id,
             "mean_loadavg_1m": float(cal["loadavg_1m"].mean()),
         }
@@ -933,7 +937,11 @@ def _latency_models(cal: pd.DataFrame) -> dict:
 
     The parallel methods at the same N generate the same way (N samples in one request;
     the log-probability scorer reads what generation returns), so their timings are pooled
-    into one line per N; each beam search configuration gets its own line.
+    into one line per N; each beam search configuration gets its own line. A request for N
+    samples never returns before one for fewer samples whose longest candidate is as long,
+    so the parallel model at N is the upper envelope (``envelope``) of the lines at every
+    N' <= N: timing noise between nearly equal N (1 and 2 cost about the same here) cannot
+    make more samples look faster.
     """
     ok = cal[cal["error"].isna()]
     groups = {}
@@ -943,6 +951,11 @@ def _latency_models(cal: pd.DataFrame) -> dict:
     key = ok["strategy"].map(groups)
     fitted = {g: _fit_latency_model(ok.loc[key == g, "x"], ok.loc[key == g, "latency_s"])
               for g in set(groups.values())}
+    par_n = {g: int(g.split("=")[1]) for g in fitted if g.startswith("parallel@n=")}
+    for g, n in par_n.items():
+        fitted[g]["envelope"] = [(fitted[h]["a"], fitted[h]["b"])
+                                 for h, m in sorted(par_n.items(), key=lambda kv: kv[1])
+                                 if m <= n and np.isfinite(fitted[h]["a"])]
     return {name: {**fitted[g], "group": g} for name, g in groups.items()}
 
 
