@@ -68,6 +68,12 @@ def test_evaluate_cli(runs_file, tmp_path, capsys):
     metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
     assert metrics["config"]["random_state"] == 1
     assert metrics["n_test"] == 12
+    # cross-fitting: every query is a test query once
+    rc = main(["evaluate", str(runs_file), "--report", str(tmp_path / "cv"), "--cv", "3"])
+    assert rc == 0
+    assert "3-fold cross-fitting" in capsys.readouterr().out
+    metrics = json.loads((tmp_path / "cv" / "metrics.json").read_text())
+    assert metrics["config"]["cv"] == 3 and metrics["n_test"] == 48
 
 
 def test_budget_no_strategy_meets(runs_file, tmp_path, capsys):

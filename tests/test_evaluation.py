@@ -214,3 +214,45 @@ def test_frontier_at():
     out = frontier_at([1, 2, 4], [0.2, 0.1, 0.9], [0.5, 1, 3, 10])
     assert np.isnan(out[0])
     np.testing.assert_allclose(out[1:], [0.2, 0.2, 0.9])
+
+
+class FoldRecordingRouter(LookupRouter):
+    """LookupRouter that records the query texts' features it was fitted on."""
+
+    seen: list = []
+
+    def fit(self, X, Y, tokens=None, latency=None):
+        FoldRecordingRouter.seen.append(len(X))
+        return super().fit(X, Y, tokens=tokens, latency=latency)
+
+
+def test_cross_fitting_tests_every_query_once(tmp_path):
+    FoldRecordingRouter.seen = []
+    rep = evaluate(toy_runs(), encoder=KindEncoder(), router=FoldRecordingRouter(), cv=3,
+                   random_state=1, report_dir=tmp_path, progress=False)
+    # 3 fits on 16 of the 24 queries each; every query tested exactly once
+    assert FoldRecordingRouter.seen == [16, 16, 16]
+    assert rep.n_test == 24 and rep.n_train == 16
+    tested = rep.config["test_query_ids"]
+    assert sorted(tested) == sorted(set(tested)) and len(tested) == 24
+    folds = rep.config["folds"]
+    assert len(folds) == 3 and sum(len(f) for f in folds) == 24
+    assert rep.config["cv"] == 3 and rep.config["train_query_ids"] is None
+    # static accuracy is now over all queries: 1/3, 2/3 and 1 for the three strategies
+    np.testing.assert_allclose(rep.static["accuracy"].to_numpy(), [1 / 3, 2 / 3, 1.0])
+    # the perfect router still matches the oracle on every query
+    np.testing.assert_allclose(rep.adaptive["tokens"]["accuracy"].iloc[1:],
+                               rep.oracle["tokens"]["accuracy"].iloc[1:])
+    assert "3-fold cross-fitting" in rep.summary()
+    assert "3-fold cross-fitting" in (tmp_path / "report.md").read_text()
+    # the same seed gives the same folds
+    again = evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), cv=3,
+                     random_state=1, progress=False)
+    assert again.config["folds"] == folds
+
+
+@pytest.mark.parametrize("cv", [1, 0, 2.5, True, 13])
+def test_cross_fitting_bad_cv(cv):
+    with pytest.raises(ValueError, match="cv"):
+        evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), cv=cv,
+                 progress=False)

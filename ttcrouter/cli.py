@@ -208,7 +208,8 @@ def _run_evaluation(runs, args, report_dir):
     from .evaluation import evaluate
 
     report = evaluate(_aggregate(runs, args), test_size=args.test_size, random_state=args.seed,
-                      encoder=_make_encoder(args), report_dir=report_dir, progress=True)
+                      encoder=_make_encoder(args), report_dir=report_dir, progress=True,
+                      cv=getattr(args, "cv", None))
     print(report.summary())
     print(f"\nreport written to {Path(report_dir) / 'report.md'}")
     return report
@@ -414,6 +415,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "queries; writes metrics.json, report.md and plots.")
     p.add_argument("runs", help="runs table (.parquet or .jsonl)")
     _add_split(p, "ttcrouter-report")
+    p.add_argument("--cv", type=int, default=None, metavar="K",
+                   help="cross-fitting over K query folds instead of one split: every query "
+                        "is tested once, by a router fitted on the other folds")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="fit and evaluate on the runs table shipped with ttcrouter",

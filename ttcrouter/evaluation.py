@@ -130,7 +130,8 @@ class EvaluationReport:
     strategies : list of str
         Canonical strategy names (column order).
     n_train, n_test : int
-        Queries on each side of the split.
+        Queries on each side of the split (with ``cv``: training queries of one fold, and
+        all queries, each tested by the fold that left it out).
     static : DataFrame
         One row per strategy: ``accuracy``, ``mean_tokens``, ``mean_latency_s``.
     adaptive, oracle : dict of str to DataFrame
@@ -206,8 +207,10 @@ class EvaluationReport:
 
     def summary(self) -> str:
         """A short plain-text summary: static table, router and oracle, gap closed."""
-        lines = [f"ttcrouter evaluation: {self.n_train} train / {self.n_test} test queries, "
-                 f"{len(self.strategies)} strategies"]
+        cv = self.config.get("cv")
+        how = (f"{cv}-fold cross-fitting over {self.n_test} queries (~{self.n_train} train "
+               f"per fold)" if cv else f"{self.n_train} train / {self.n_test} test queries")
+        lines = [f"ttcrouter evaluation: {how}, {len(self.strategies)} strategies"]
         st = self.static.sort_values("mean_tokens")
         lines.append(f"{'strategy':<32} {'accuracy':>8} {'tokens':>9} {'latency_s':>10}")
         for name, row in st.iterrows():
@@ -415,8 +418,13 @@ def _markdown(rep: EvaluationReport) -> str:
         "# ttcrouter evaluation report",
         "",
         f"Runs: `{cfg.get('source', 'in-memory table')}`. "
-        f"{rep.n_train} training queries, {rep.n_test} test queries "
-        f"(split by query, test_size={cfg.get('test_size')}, seed={cfg.get('random_state')}), "
+        + (f"{rep.n_train} training queries, {rep.n_test} test queries "
+           f"(split by query, test_size={cfg.get('test_size')}, seed={cfg.get('random_state')}), "
+           if not cfg.get("cv") else
+           f"{cfg['cv']}-fold cross-fitting over {rep.n_test} queries (split by query, seed "
+           f"{cfg.get('random_state')}): each query is routed by a router fitted on the other "
+           f"folds (~{rep.n_train} queries), "
+           ) +
         f"{len(rep.strategies)} strategies. Encoder: `{cfg.get('encoder')}`. "
         f"Router: `{cfg.get('router')}`. ttcrouter {__version__}.",
         "",
@@ -517,9 +525,45 @@ def _sweep(A, T, L, lambda_tokens, lambda_latency):
                      for lt, ll in zip(lambda_tokens, lambda_latency)])
 
 
+def _fit_predict(encoder, router, texts, Y, T, L, tr, te, strategies):
+    """Fit clones of the encoder and router on ``tr``; predicted A, T, L on ``te``."""
+    encoder = clone(encoder)
+    E_train = np.asarray(encoder.fit_transform(list(texts[tr])))
+    E_test = np.asarray(encoder.transform(list(texts[te])))
+    router = clone(router)
+    frame = lambda M, rows: pd.DataFrame(M[rows], columns=strategies)  # noqa: E731
+    router.fit(E_train, frame(Y, tr), tokens=frame(T, tr), latency=frame(L, tr))
+    router_strategies = [str(s) for s in getattr(router, "strategies_", strategies)]
+    order = pd.Index(router_strategies).get_indexer(strategies)
+    if (order < 0).any():
+        raise RuntimeError(
+            f"The fitted router knows strategies {router_strategies}, the runs have {strategies}."
+        )
+    A_hat = np.asarray(router.predict_accuracy(E_test), dtype=float)[:, order]
+    T_hat, L_hat = (np.asarray(m, dtype=float)[:, order] for m in router.predict_costs(E_test))
+    return A_hat, T_hat, L_hat, encoder, router
+
+
+def _query_folds(qids, cv, random_state):
+    """``cv`` (train, test) index pairs over queries; every query is tested exactly once."""
+    from sklearn.model_selection import KFold
+
+    if isinstance(cv, bool) or not isinstance(cv, (int, np.integer)) or cv < 2:
+        raise ValueError(f"cv must be an integer >= 2 (folds over queries) or None, got {cv!r}.")
+    n_q = len(qids)
+    if n_q // cv * (cv - 1) < MIN_TRAIN_QUERIES or n_q // cv < MIN_TEST_QUERIES:
+        raise ValueError(
+            f"cv={cv} folds over {n_q} queries leave too few per fold (evaluate needs at least "
+            f"{MIN_TRAIN_QUERIES} train and {MIN_TEST_QUERIES} test queries): use fewer folds "
+            f"or collect more queries."
+        )
+    folds = KFold(n_splits=int(cv), shuffle=True, random_state=random_state)
+    return list(folds.split(np.arange(n_q)))
+
+
 def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
              lambda_tokens_grid=None, lambda_latency_grid=None, report_dir=None,
-             progress=True) -> EvaluationReport:
+             progress=True, cv=None) -> EvaluationReport:
     """Compare static strategies, the adaptive router and the per-query oracle on test queries.
 
     Parameters
@@ -548,6 +592,13 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         When given, write ``metrics.json``, ``report.md`` and the PNG plots there.
     progress : bool, default=True
         Print stage messages to stderr.
+    cv : int or None, default=None
+        ``None``: one split (``test_size``). An int K: cross-fitting over K query folds
+        (seeded by ``random_state``); each fold's queries are routed by an encoder and router
+        fitted on the other folds, so every query is a test query once and the comparison
+        runs over all of them (``test_size`` is ignored). Less noise than one split of the
+        same table, at K fits. ``fitted_encoder`` and ``fitted_router`` are then those of
+        the last fold.
 
     Returns
     -------
@@ -569,51 +620,51 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
             f"evaluate needs at least {MIN_TRAIN_QUERIES + MIN_TEST_QUERIES} queries with a "
             f"successful run of every strategy, got {n_q}: collect runs on more queries."
         )
-    train_ids, test_ids = split_queries(qids, test_size=test_size, random_state=random_state)
-    if len(train_ids) < MIN_TRAIN_QUERIES or len(test_ids) < MIN_TEST_QUERIES:
-        raise ValueError(
-            f"test_size={test_size!r} splits {n_q} queries into {len(train_ids)} train and "
-            f"{len(test_ids)} test; evaluate needs at least {MIN_TRAIN_QUERIES} train and "
-            f"{MIN_TEST_QUERIES} test queries. Change test_size or collect more queries."
-        )
-    strategies = list(summary.strategies)
-    idx = pd.Index(summary.queries.index.astype(str))
-    tr, te = idx.get_indexer(train_ids), idx.get_indexer(test_ids)
     texts = summary.queries["query"].astype(str).to_numpy()
+    strategies = list(summary.strategies)
     Y, T, L = (m.to_numpy(dtype=float) for m in (summary.Y, summary.T, summary.L))
+    if cv is None:
+        train_ids, test_ids = split_queries(qids, test_size=test_size,
+                                            random_state=random_state)
+        if len(train_ids) < MIN_TRAIN_QUERIES or len(test_ids) < MIN_TEST_QUERIES:
+            raise ValueError(
+                f"test_size={test_size!r} splits {n_q} queries into {len(train_ids)} train "
+                f"and {len(test_ids)} test; evaluate needs at least {MIN_TRAIN_QUERIES} train "
+                f"and {MIN_TEST_QUERIES} test queries. Change test_size or collect more "
+                f"queries."
+            )
+        idx = pd.Index(summary.queries.index.astype(str))
+        folds = [(idx.get_indexer(train_ids), idx.get_indexer(test_ids))]
+    else:
+        folds = _query_folds(qids, cv, random_state)
     stages.done()
 
-    stages.start("embed", f"embedding {n_q} queries")
     if encoder is None:
         from .embedding import EmbeddingTransformer
 
         encoder = EmbeddingTransformer()
-    encoder = clone(encoder)
-    E_train = np.asarray(encoder.fit_transform(list(texts[tr])))
-    E_test = np.asarray(encoder.transform(list(texts[te])))
-    stages.done()
-
-    stages.start("fit", f"fitting the router on {len(tr)} training queries")
     if router is None:
         from .probe import ProbeClassifier
         from .router import UtilityRouter
 
         # seeded by random_state too, so that the same command gives the same numbers
         router = UtilityRouter(probe=ProbeClassifier(random_state=random_state))
-    router = clone(router)
-    frame = lambda M, rows: pd.DataFrame(M[rows], columns=strategies)  # noqa: E731
-    router.fit(E_train, frame(Y, tr), tokens=frame(T, tr), latency=frame(L, tr))
+    what = (f"{len(folds[0][0])} training queries" if cv is None
+            else f"{cv} folds of ~{len(folds[0][0])} training queries (cross-fitting)")
+    stages.start("fit", f"embedding and fitting the router on {what}")
+    te = np.concatenate([f[1] for f in folds])
+    A_hat, T_hat, L_hat = (np.empty((len(te), len(strategies))) for _ in range(3))
+    at = 0
+    for f_tr, f_te in folds:
+        a, t, l_, fitted_encoder, fitted_router = _fit_predict(
+            encoder, router, texts, Y, T, L, f_tr, f_te, strategies)
+        A_hat[at:at + len(f_te)], T_hat[at:at + len(f_te)], L_hat[at:at + len(f_te)] = a, t, l_
+        at += len(f_te)
+    tr = folds[0][0] if cv is None else np.arange(n_q)
+    encoder, router = fitted_encoder, fitted_router
     stages.done()
 
     stages.start("sweep", f"routing {len(te)} test queries over the lambda sweeps")
-    router_strategies = [str(s) for s in getattr(router, "strategies_", strategies)]
-    order = pd.Index(router_strategies).get_indexer(strategies)
-    if (order < 0).any():
-        raise RuntimeError(
-            f"The fitted router knows strategies {router_strategies}, the runs have {strategies}."
-        )
-    A_hat = np.asarray(router.predict_accuracy(E_test), dtype=float)[:, order]
-    T_hat, L_hat = (np.asarray(m, dtype=float)[:, order] for m in router.predict_costs(E_test))
     Yt, Tt, Lt = Y[te], T[te], L[te]
 
     grid_t = _grid(lambda_tokens_grid, T[tr].mean(axis=0), "lambda_tokens_grid")
@@ -692,12 +743,14 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         "router": _short_repr(router),
         "lambda_tokens_grid": grid_t.tolist(),
         "lambda_latency_grid": grid_l.tolist(),
-        "train_query_ids": [str(q) for q in train_ids],
-        "test_query_ids": [str(q) for q in test_ids],
+        "cv": cv,
+        "train_query_ids": [str(q) for q in qids[folds[0][0]]] if cv is None else None,
+        "test_query_ids": [str(q) for q in qids[te]],
+        "folds": None if cv is None else [[str(q) for q in qids[f[1]]] for f in folds],
         "versions": _versions(),
     }
     report = EvaluationReport(
-        strategies=strategies, n_train=len(tr), n_test=len(te), static=static,
+        strategies=strategies, n_train=len(folds[0][0]), n_test=len(te), static=static,
         adaptive=adaptive, oracle=oracle, mix=mix,
         gap_closed=pd.DataFrame(gap_rows), auc=auc, frontier_check=check, config=config,
         timings=stages.timings,
