@@ -33,16 +33,17 @@ def table(rows, cols):
     return "\n".join(out)
 
 
-def section(summary, runs, prov, shown, args, report_dir, cmd_extra, title):
+def section(summary, runs, prov, shown, args, report_dir, cmd_extra, title, cv=None):
     from ttcrouter.evaluation import evaluate
 
     repeats = runs[runs["strategy"].isin(summary.strategies)].groupby(["query_id", "strategy"]).size()
     t0 = time.perf_counter()
     rep = evaluate(summary, test_size=args.test_size, random_state=args.seed,
-                   report_dir=report_dir)
+                   report_dir=report_dir, cv=cv)
     wall = time.perf_counter() - t0
+    split = f"--cv {cv}" if cv else f"--test-size {args.test_size}"
     cmd = (f"ttcrouter evaluate {shown} --report docs/{report_dir.name} "
-           f"--seed {args.seed} --test-size {args.test_size}{cmd_extra}")
+           f"--seed {args.seed} {split}{cmd_extra}")
 
     static_rows = []
     for name, r in rep.static.sort_values("mean_tokens").iterrows():
@@ -79,6 +80,11 @@ def section(summary, runs, prov, shown, args, report_dir, cmd_extra, title):
                 f"{c['largest_shortfall']:.3f} accuracy.")
     gaps = rep.gap_closed["gap_closed"].dropna()
     n_q = len(summary)
+    split_text = (f"Split by query (seed {args.seed}): {rep.n_train} training and {rep.n_test} "
+                  f"test queries." if not cv else
+                  f"Cross-fitting over {cv} query folds (seed {args.seed}): each query is routed "
+                  f"by a router fitted on the other folds ({rep.n_train} queries), so all "
+                  f"{rep.n_test} queries are test queries, each exactly once.")
     per_cell = sorted(set(repeats.tolist()))
 
     text = f"""{title}
@@ -98,14 +104,14 @@ The numbers come from the command
 strategies, {', '.join(map(str, per_cell))} run(s) per (query, strategy) cell.
 Model: {prov.get('model', 'see provenance')}; backend: {prov.get('backend', 'see provenance')};
 scorer: {prov.get('scorer', 'see provenance')}; latency: {prov.get('latency_method', 'see provenance')}
-(see `docs/collection.md`). These are real executions on CPU, not synthetic outcomes. Split by query (seed {args.seed}):
-{rep.n_train} training and {rep.n_test} test queries. Encoder: the embedded all-MiniLM-L6-v2;
+(see `docs/collection.md`). These are real executions on CPU, not synthetic outcomes. {split_text}
+Encoder: the embedded all-MiniLM-L6-v2;
 router: `UtilityRouter()` with its defaults (calibrated MLP probe seeded with the split seed,
 per-strategy mean costs).
 
 **Caveat on size.** With {rep.n_test} test queries and {per_cell[0]} run(s) per cell, one query
 moves an accuracy by {1 / rep.n_test:.3f}: differences below that are noise, and the router
-learns from only {rep.n_train} queries.
+learns from only {rep.n_train} queries{"" if cv else "; the cross-fitted evaluation below uses every query as a test query"}.
 
 ### Headline
 
@@ -155,15 +161,14 @@ The full report (all sweeps, metrics.json) is in `docs/{report_dir.name}/`.
     return text, line
 
 
-def robustness(summary, args, seeds) -> str:
+def robustness(summary, args, seeds, cv=None) -> str:
     """The headline numbers over several query splits (one evaluation per seed)."""
-    import numpy as np
-
     from ttcrouter.evaluation import evaluate
 
     rows, cells = [], []
     for seed in seeds:
-        rep = evaluate(summary, test_size=args.test_size, random_state=seed, progress=False)
+        rep = evaluate(summary, test_size=args.test_size, random_state=seed, progress=False,
+                       cv=cv)
         gaps = rep.gap_closed["gap_closed"].dropna()
         chk, a = rep.frontier_check, rep.auc
         r0 = rep.adaptive["tokens"].iloc[0]
@@ -184,19 +189,21 @@ def robustness(summary, args, seeds) -> str:
     ok = {k: sum(c[k]["at_or_above_everywhere"] for c in cells) for k in ("tokens", "latency")}
     worst = {k: max(c[k]["largest_shortfall"] for c in cells) for k in ("tokens", "latency")}
     cols = list(rows[0])
-    return (f"""## Robustness: other query splits
+    what = (f"the single split (test_size {args.test_size})" if not cv
+            else f"{cv}-fold cross-fitting")
+    n_test = len(summary) if cv else max(1, round(args.test_size * len(summary)))
+    return (f"""### {what[0].upper() + what[1:]}, seeds {', '.join(map(str, seeds))}
 
-The same evaluation (all strategies) with the split seeded {', '.join(map(str, seeds))}
+The same evaluation (all strategies, {what}) with the seed {', '.join(map(str, seeds))}
 (`python docs/make_results.py --robust-seeds {' '.join(map(str, seeds))}`). Each seed is
-another train/test split and another probe initialisation, so this row-to-row spread is what
-the single split above cannot show.
+another split of the queries and another probe initialisation.
 
 {table(rows, cols)}
 
 At or above the static frontier at every budget: tokens in {ok['tokens']} of {len(seeds)}
 splits, latency in {ok['latency']} of {len(seeds)}; the largest shortfall over all splits is
 {worst['tokens']:.3f} (tokens) and {worst['latency']:.3f} (latency) accuracy, against
-{1 / max(1, round(args.test_size * len(summary))):.3f} for one test query.
+{1 / n_test:.3f} for one test query.
 """)
 
 
@@ -208,6 +215,7 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="?", default=None)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-size", type=float, default=0.25)
+    p.add_argument("--cv", type=int, default=4, help="folds of the cross-fitted evaluation")
     p.add_argument("--robust-seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4],
                    help="split seeds of the robustness table (none: skip it)")
     args = p.parse_args(argv)
@@ -225,9 +233,11 @@ def main(argv=None) -> int:
     parallel = [n for n in summary.strategies if not n.startswith("beam_search")]
     par = aggregate_runs(runs, strategies=parallel)
     text = (f"# Results on the shipped runs table\n\nGenerated by `python docs/make_results.py` "
-            f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Two evaluations: all "
-            f"strategies on the queries that have a run of every one of them, and, when beam "
-            f"search was run on fewer queries, the parallel strategies on every query.\n\n")
+            f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The evaluations: all "
+            f"strategies on one query split (what `ttcrouter demo` runs); when beam search was "
+            f"run on fewer queries, the parallel strategies on every query; all strategies with "
+            f"{args.cv}-fold cross-fitting (every query a test query once, so less noise); and "
+            f"both over several seeds.\n\n")
     body, line = section(summary, runs, prov, shown, args, DOCS / "results", "",
                          "## All strategies")
     lines = [line]
@@ -239,8 +249,16 @@ def main(argv=None) -> int:
                              "majority), every query")
         body += "\n" + more
         lines.append(line)
+    more, line = section(summary, runs, prov, shown, args, DOCS / "results_cv", "",
+                         f"## All strategies, {args.cv}-fold cross-fitting", cv=args.cv)
+    body += "\n" + more
+    lines.append(line)
     if args.robust_seeds:
-        body += "\n" + robustness(summary, args, args.robust_seeds)
+        body += ("\n## Robustness: other seeds\n\nEach seed gives another split of the "
+                 "queries and another probe initialisation, so the spread between rows is what "
+                 "a single evaluation cannot show.\n\n"
+                 + robustness(summary, args, args.robust_seeds)
+                 + "\n" + robustness(summary, args, args.robust_seeds, cv=args.cv))
     text += ("In short (computed from the tables below; small test sets, so read the "
              "caveats):\n\n" + "\n".join(lines) + "\n\n" + body)
     (DOCS / "results.md").write_text(text)
