@@ -123,9 +123,12 @@ def main(argv=None):
              f"GPU: {hw.get('gpu')}; shared with other jobs while collecting",
              f"- collected {prov.get('created')} in {len(sessions)} session(s) (resumed runs); "
              f"ttcrouter {prov.get('ttcrouter')}",
-             f"- latency: {cal.get('method')}; mean 1-minute load average during calibration "
-             f"{cal.get('mean_loadavg_1m', float('nan')):.1f} on 2 cores, so timings carry "
-             "the noise of a busy machine", "",
+             f"- latency: {cal.get('method')}; calibration run {cal.get('calibration', 0)} of "
+             f"{cal.get('date')} on {len(cal.get('queries', []))} queries, mean 1-minute load "
+             f"average {cal.get('mean_loadavg_1m', float('nan')):.1f} on 2 cores"
+             + ("".join(f"; replaces the run of {e.get('date')} (load "
+                        f"{e.get('mean_loadavg_1m', float('nan')):.1f})"
+                        for e in cal.get("earlier", []))), "",
              "### Per strategy (means over its queries of the per-query means)", "",
              by_strategy.to_markdown(floatfmt=".3f"), "",
              "### Accuracy per difficulty level", "", lvl.to_markdown(floatfmt=".2f"), "",
