@@ -256,3 +256,32 @@ def test_cross_fitting_bad_cv(cv):
     with pytest.raises(ValueError, match="cv"):
         evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), cv=cv,
                  progress=False)
+
+
+def test_bootstrap_interval_of_the_frontier_check(report):
+    rep, out = report
+    for axis in ("tokens", "latency"):
+        c = rep.frontier_check[axis]
+        # the perfect router is above static at every budget but the cheapest, in every
+        # resample: a positive interval, nothing clearly below
+        assert len(c["budgets"]) == len(c["difference"]) == len(c["difference_ci90"]) == 3
+        assert c["clearly_below_at_budgets"] == [] and c["n_boot"] == 1000
+        for d, (lo, hi) in zip(c["difference"], c["difference_ci90"]):
+            assert lo <= d <= hi and lo >= -1e-12
+    assert "bootstrap resamples" in (out / "report.md").read_text()
+
+
+def test_bootstrap_flags_a_router_clearly_below_static():
+    from ttcrouter.evaluation import _bootstrap_shortfalls
+
+    rng = np.random.default_rng(0)
+    Y = np.column_stack([rng.random(200) < 0.3, rng.random(200) < 0.9]).astype(float)
+    C = np.tile([1.0, 2.0], (200, 1))
+    always_cheap = np.zeros((1, 200), dtype=int)      # never picks the good strategy
+    diffs = _bootstrap_shortfalls(always_cheap, Y, C, n_boot=300, seed=0)
+    lo, hi = np.percentile(diffs, [5, 95], axis=0)
+    assert hi[1] < 0                                   # clearly below at the dear budget
+    assert lo[0] == hi[0] == 0                         # equal at the cheap one
+    same = _bootstrap_shortfalls(np.stack([np.zeros(200, int), np.ones(200, int)]), Y, C,
+                                 n_boot=300, seed=0)
+    np.testing.assert_allclose(same, 0.0)              # the router can be the static policy

@@ -64,6 +64,30 @@ def _realized(choice, Y, T, L):
             L[rows, choice].mean(axis=1))
 
 
+def _bootstrap_shortfalls(choice, Y, C, n_boot, seed):
+    """Bootstrap over test queries of (router frontier - static frontier) at static costs.
+
+    ``choice`` (n_lambdas, n_queries) are the router's picks, ``Y`` and ``C`` (n_queries,
+    n_strategies) accuracies and one cost. Each resample reweights the queries (multinomial
+    counts); in it, every static strategy's resampled mean cost is a budget, at which both
+    frontiers are read (nothing within the budget counts as accuracy 0). Returns
+    (n_boot, n_strategies) differences, router minus static.
+    """
+    n_q = Y.shape[0]
+    rows = np.arange(n_q)[None, :]
+    RA, RC = Y[rows, choice], C[rows, choice]
+    W = np.random.default_rng(seed).multinomial(n_q, np.full(n_q, 1.0 / n_q), size=n_boot)
+    ra, rc = W @ RA.T / n_q, W @ RC.T / n_q
+    sa, sc = W @ Y / n_q, W @ C / n_q
+    out = np.empty((n_boot, Y.shape[1]))
+    for j in range(Y.shape[1]):
+        b = sc[:, j:j + 1] * (1 + 1e-12) + 1e-12
+        r = np.where(rc <= b, ra, 0.0).max(axis=1)
+        st = np.where(sc <= b, sa, 0.0).max(axis=1)
+        out[:, j] = r - st
+    return out
+
+
 def frontier_at(cost, accuracy, budgets):
     """Upper envelope of (cost, accuracy) points: best accuracy with cost <= budget.
 
@@ -150,7 +174,9 @@ class EvaluationReport:
         "largest_shortfall": float}}``: whether the router's frontier is at or above the
         static frontier at every budget between the cheapest and the dearest static strategy
         (checked at every static cost, where the static frontier steps; a budget at which the
-        router has no point counts as below).
+        router has no point counts as below). With ``n_boot``, also ``budgets``,
+        ``difference`` (router minus static at each), ``difference_ci90`` (bootstrap over
+        test queries) and ``clearly_below_at_budgets`` (whole interval below 0).
     config : dict
         Split, penalties, estimators and versions.
     timings : dict
@@ -235,7 +261,12 @@ class EvaluationReport:
         for axis, c in self.frontier_check.items():
             verdict = ("yes" if c["at_or_above_everywhere"] else
                        f"no (below at {len(c['below_at_budgets'])} budget(s), by up to "
-                       f"{c['largest_shortfall']:.3f})")
+                       f"{c['largest_shortfall']:.3f}")
+            if not c["at_or_above_everywhere"] and "clearly_below_at_budgets" in c:
+                n_clear = len(c["clearly_below_at_budgets"])
+                verdict += (f"; clearly below (90% bootstrap interval under 0) at {n_clear}"
+                            if n_clear else "; within the test set's noise everywhere")
+            verdict += ")" if not c["at_or_above_everywhere"] else ""
             lines.append(f"  router at or above the static frontier at every {axis} budget: "
                          f"{verdict}")
         return "\n".join(lines)
@@ -413,7 +444,15 @@ def _markdown(rep: EvaluationReport) -> str:
     check = pd.DataFrame([{
         "axis": k, "at or above everywhere": "yes" if v["at_or_above_everywhere"] else "no",
         "budgets where below": ", ".join(f"{b:.4g}" for b in v["below_at_budgets"]) or "-",
-        "largest shortfall": v["largest_shortfall"]} for k, v in rep.frontier_check.items()])
+        "largest shortfall": v["largest_shortfall"],
+        **({"clearly below (90% interval < 0)":
+            ", ".join(f"{b:.4g}" for b in v["clearly_below_at_budgets"]) or "none"}
+           if "clearly_below_at_budgets" in v else {}),
+    } for k, v in rep.frontier_check.items()])
+    per_budget = pd.DataFrame([
+        {"axis": k, "budget": b, "router - static": d, "90% interval": f"[{lo:+.3f}, {hi:+.3f}]"}
+        for k, v in rep.frontier_check.items() if "difference_ci90" in v
+        for b, d, (lo, hi) in zip(v["budgets"], v["difference"], v["difference_ci90"])])
     parts = [
         "# ttcrouter evaluation report",
         "",
@@ -452,6 +491,19 @@ def _markdown(rep: EvaluationReport) -> str:
         "",
         _md_table(check),
         "",
+    ]
+    if len(per_budget):
+        n_boot = next(v["n_boot"] for v in rep.frontier_check.values() if "n_boot" in v)
+        parts += [
+            f"Router minus static accuracy at each static cost, with a 90% interval from "
+            f"{n_boot} bootstrap resamples of the test queries (each resample re-reads both "
+            f"frontiers at its own static costs). An interval that straddles 0 means the test "
+            f"set cannot tell the two frontiers apart at that budget.",
+            "",
+            _md_table(per_budget, floatfmt=".4g"),
+            "",
+        ]
+    parts += [
         "## Static strategies",
         "",
         _md_table(st),
@@ -563,7 +615,7 @@ def _query_folds(qids, cv, random_state):
 
 def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
              lambda_tokens_grid=None, lambda_latency_grid=None, report_dir=None,
-             progress=True, cv=None) -> EvaluationReport:
+             progress=True, cv=None, n_boot=1000) -> EvaluationReport:
     """Compare static strategies, the adaptive router and the per-query oracle on test queries.
 
     Parameters
@@ -599,6 +651,10 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         runs over all of them (``test_size`` is ignored). Less noise than one split of the
         same table, at K fits. ``fitted_encoder`` and ``fitted_router`` are then those of
         the last fold.
+    n_boot : int, default=1000
+        Bootstrap resamples of the test queries for the uncertainty of the frontier check
+        (router minus static accuracy at every static cost, with a 90% percentile
+        interval); 0 skips it.
 
     Returns
     -------
@@ -680,11 +736,13 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         "both": both,
     }
 
-    adaptive, oracle, mix = {}, {}, {}
+    adaptive, oracle, mix, router_choice = {}, {}, {}, {}
     for sweep, (lt, ll) in pairs.items():
         for name, (A, Tm, Lm), store in (("router", (A_hat, T_hat, L_hat), adaptive),
                                          ("oracle", (Yt, Tt, Lt), oracle)):
             choice = _sweep(A, Tm, Lm, lt, ll)
+            if name == "router":
+                router_choice[sweep] = choice
             acc, tok, lat = _realized(choice, Yt, Tt, Lt)
             store[sweep] = pd.DataFrame({
                 "lambda_tokens": lt, "lambda_latency": ll, "accuracy": acc,
@@ -733,6 +791,18 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
             "largest_shortfall": float(np.max(s_k[below] - np.nan_to_num(r_k[below], nan=0.0)))
             if below.any() else 0.0,
         }
+        if n_boot:
+            diffs = _bootstrap_shortfalls(router_choice[axis], Yt, Tt if axis == "tokens"
+                                          else Lt, int(n_boot), random_state)
+            first = [int(np.flatnonzero(sc == k)[0]) for k in knots]
+            lo, hi = np.percentile(diffs[:, first], [5, 95], axis=0)
+            check[axis].update(
+                budgets=knots.tolist(),
+                difference=(np.nan_to_num(r_k, nan=0.0) - s_k).tolist(),
+                difference_ci90=[[float(a), float(b)] for a, b in zip(lo, hi)],
+                clearly_below_at_budgets=knots[hi < 0].tolist(),
+                n_boot=int(n_boot),
+            )
     stages.done()
 
     config = {
