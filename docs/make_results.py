@@ -71,13 +71,29 @@ def section(summary, runs, prov, shown, args, report_dir, cmd_extra, title, cv=N
         if c["at_or_above_everywhere"]:
             verdicts.append(f"- **{axis}**: yes, the router's frontier is at or above the static "
                             f"frontier at every budget.")
+            if "difference_ci90" in c:
+                above = [b for b, (lo, _) in zip(c["budgets"], c["difference_ci90"]) if lo > 0]
+                verdicts.append(f"  Clearly above (90% bootstrap interval over 0) at "
+                                f"{len(above)} of {len(c['budgets'])} levels"
+                                + (f": {', '.join(f'{x:.4g}' for x in above)}." if above
+                                   else "."))
         else:
             n_static = rep.static[{"tokens": "mean_tokens", "latency": "mean_latency_s"}[axis]]
             verdicts.append(
                 f"- **{axis}**: no. It is below the static frontier at "
                 f"{len(c['below_at_budgets'])} of {n_static.nunique()} static cost levels "
                 f"(budgets {', '.join(f'{x:.4g}' for x in c['below_at_budgets'])}), by up to "
-                f"{c['largest_shortfall']:.3f} accuracy.")
+                f"{c['largest_shortfall']:.3f} accuracy; "
+                + (f"clearly below (90% bootstrap interval of router - static under 0) at "
+                   f"{', '.join(f'{x:.4g}' for x in c['clearly_below_at_budgets'])}."
+                   if c.get("clearly_below_at_budgets") else
+                   "at every one of them the 90% bootstrap interval of router - static "
+                   "includes 0: the test set cannot tell the frontiers apart there."))
+        if "difference_ci90" in c:
+            above = [b for b, (lo, _) in zip(c["budgets"], c["difference_ci90"]) if lo > 0]
+            verdicts.append(f"  Clearly above (interval over 0) at {len(above)} of "
+                            f"{len(c['budgets'])} levels"
+                            + (f": {', '.join(f'{x:.4g}' for x in above)}." if above else "."))
     gaps = rep.gap_closed["gap_closed"].dropna()
     n_q = len(summary)
     split_text = (f"Split by query (seed {args.seed}): {rep.n_train} training and {rep.n_test} "
@@ -161,20 +177,24 @@ The full report (all sweeps, metrics.json) is in `docs/{report_dir.name}/`.
     return text, line
 
 
-def robustness(summary, args, seeds, cv=None) -> str:
+def robustness(summary, args, seeds, cv=None, per_query_costs=False) -> str:
     """The headline numbers over several query splits (one evaluation per seed)."""
+    from ttcrouter import CostTable, ProbeClassifier, UtilityRouter
     from ttcrouter.evaluation import evaluate
 
     rows, cells = [], []
     for seed in seeds:
+        router = UtilityRouter(probe=ProbeClassifier(random_state=seed),
+                               costs=CostTable(per_query=per_query_costs))
         rep = evaluate(summary, test_size=args.test_size, random_state=seed, progress=False,
-                       cv=cv)
+                       cv=cv, router=router)
         gaps = rep.gap_closed["gap_closed"].dropna()
         chk, a = rep.frontier_check, rep.auc
         r0 = rep.adaptive["tokens"].iloc[0]
         cells.append(chk)
         verdict = {k: "yes" if v["at_or_above_everywhere"] else
-                   f"no ({len(v['below_at_budgets'])} level(s), up to {v['largest_shortfall']:.3f})"
+                   f"no ({len(v['below_at_budgets'])} level(s), up to {v['largest_shortfall']:.3f}; "
+                   f"clearly below at {len(v.get('clearly_below_at_budgets', []))})"
                    for k, v in chk.items()}
         rows.append({
             "seed": seed,
@@ -187,10 +207,14 @@ def robustness(summary, args, seeds, cv=None) -> str:
             "at/above on latency": verdict["latency"],
         })
     ok = {k: sum(c[k]["at_or_above_everywhere"] for c in cells) for k in ("tokens", "latency")}
+    clear = {k: sum(bool(c[k].get("clearly_below_at_budgets")) for c in cells)
+             for k in ("tokens", "latency")}
     worst = {k: max(c[k]["largest_shortfall"] for c in cells) for k in ("tokens", "latency")}
     cols = list(rows[0])
     what = (f"the single split (test_size {args.test_size})" if not cv
             else f"{cv}-fold cross-fitting")
+    if per_query_costs:
+        what += ", router with per-query costs (`CostTable(per_query=True)`)"
     n_test = len(summary) if cv else max(1, round(args.test_size * len(summary)))
     return (f"""### {what[0].upper() + what[1:]}, seeds {', '.join(map(str, seeds))}
 
@@ -203,7 +227,8 @@ another split of the queries and another probe initialisation.
 At or above the static frontier at every budget: tokens in {ok['tokens']} of {len(seeds)}
 splits, latency in {ok['latency']} of {len(seeds)}; the largest shortfall over all splits is
 {worst['tokens']:.3f} (tokens) and {worst['latency']:.3f} (latency) accuracy, against
-{1 / n_test:.3f} for one test query.
+{1 / n_test:.3f} for one test query. Splits with a budget where the router is clearly below
+(90% bootstrap interval under 0): tokens {clear['tokens']}, latency {clear['latency']}.
 """)
 
 
@@ -258,7 +283,9 @@ def main(argv=None) -> int:
                  "queries and another probe initialisation, so the spread between rows is what "
                  "a single evaluation cannot show.\n\n"
                  + robustness(summary, args, args.robust_seeds)
-                 + "\n" + robustness(summary, args, args.robust_seeds, cv=args.cv))
+                 + "\n" + robustness(summary, args, args.robust_seeds, cv=args.cv)
+                 + "\n" + robustness(summary, args, args.robust_seeds, cv=args.cv,
+                                      per_query_costs=True))
     text += ("In short (computed from the tables below; small test sets, so read the "
              "caveats):\n\n" + "\n".join(lines) + "\n\n" + body)
     (DOCS / "results.md").write_text(text)
