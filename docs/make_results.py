@@ -71,12 +71,6 @@ def section(summary, runs, prov, shown, args, report_dir, cmd_extra, title, cv=N
         if c["at_or_above_everywhere"]:
             verdicts.append(f"- **{axis}**: yes, the router's frontier is at or above the static "
                             f"frontier at every budget.")
-            if "difference_ci90" in c:
-                above = [b for b, (lo, _) in zip(c["budgets"], c["difference_ci90"]) if lo > 0]
-                verdicts.append(f"  Clearly above (90% bootstrap interval over 0) at "
-                                f"{len(above)} of {len(c['budgets'])} levels"
-                                + (f": {', '.join(f'{x:.4g}' for x in above)}." if above
-                                   else "."))
         else:
             n_static = rep.static[{"tokens": "mean_tokens", "latency": "mean_latency_s"}[axis]]
             verdicts.append(
@@ -91,7 +85,7 @@ def section(summary, runs, prov, shown, args, report_dir, cmd_extra, title, cv=N
                    "includes 0: the test set cannot tell the frontiers apart there."))
         if "difference_ci90" in c:
             above = [b for b, (lo, _) in zip(c["budgets"], c["difference_ci90"]) if lo > 0]
-            verdicts.append(f"  Clearly above (interval over 0) at {len(above)} of "
+            verdicts.append(f"  Clearly above (90% bootstrap interval over 0) at {len(above)} of "
                             f"{len(c['budgets'])} levels"
                             + (f": {', '.join(f'{x:.4g}' for x in above)}." if above else "."))
     gaps = rep.gap_closed["gap_closed"].dropna()
@@ -218,7 +212,7 @@ def robustness(summary, args, seeds, cv=None, per_query_costs=False) -> str:
     n_test = len(summary) if cv else max(1, round(args.test_size * len(summary)))
     return (f"""### {what[0].upper() + what[1:]}, seeds {', '.join(map(str, seeds))}
 
-The same evaluation (all strategies, {what}) with the seed {', '.join(map(str, seeds))}
+The same evaluation ({what}; all strategies) with the seed {', '.join(map(str, seeds))}
 (`python docs/make_results.py --robust-seeds {' '.join(map(str, seeds))}`). Each seed is
 another split of the queries and another probe initialisation.
 
