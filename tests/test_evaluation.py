@@ -285,3 +285,30 @@ def test_bootstrap_flags_a_router_clearly_below_static():
     same = _bootstrap_shortfalls(np.stack([np.zeros(200, int), np.ones(200, int)]), Y, C,
                                  n_boot=300, seed=0)
     np.testing.assert_allclose(same, 0.0)              # the router can be the static policy
+
+
+def test_pruned_router_never_routes_to_a_dominated_strategy():
+    from sklearn.linear_model import LogisticRegression
+
+    from ttcrouter.router import UtilityRouter
+
+    # best_of_n@n=16 is right exactly where beam search is, at more tokens and latency
+    runs = toy_runs()
+    extra = runs[runs["strategy"] == "beam_search@n=4,w=2"].assign(
+        strategy="best_of_n@n=16", tokens=1600, latency_s=10.0)
+    runs = pd.concat([runs, extra], ignore_index=True)
+    router = UtilityRouter(probe=LogisticRegression(C=100.0), prune_dominated=True)
+    rep = evaluate(runs, encoder=KindEncoder(), router=router, progress=False, n_boot=0)
+    fitted = rep.fitted_router
+    assert dict(zip(fitted.strategies_, fitted.dominated_))["best_of_n@n=16"]
+    for sweep, mix in rep.mix.items():
+        assert (mix["best_of_n@n=16"] == 0).all(), sweep
+    # the sweep re-does the router's own decision
+    test_q = rep.config["test_query_ids"]
+    texts = runs.drop_duplicates("query_id").set_index("query_id").loc[test_q, "query"]
+    X = rep.fitted_encoder.transform(list(texts))
+    for i, lam in enumerate(rep.adaptive["tokens"]["lambda_tokens"]):
+        pred = fitted.set_params(lambda_tokens=lam).predict(X)
+        share = pd.Series(pred).value_counts(normalize=True)
+        row = rep.mix["tokens"].iloc[i]
+        np.testing.assert_allclose(row[share.index].to_numpy(), share.to_numpy())

@@ -293,3 +293,46 @@ def test_probe_without_sample_weight_takes_hard_labels_only(data):
     assert r.predict_accuracy(Xte).shape == (len(Xte), len(SMALL_SPACE))
     with pytest.raises(ValueError, match="cannot take sample_weight"):
         UtilityRouter(probe=probe, costs=CostTable()).fit(Xtr, train.Y)
+
+
+def test_dominated_strategies_are_pruned_unless_switched_off(data):
+    train, test, _, Xtr, Xte = data
+    # make majority_vote@n=16 dominated: worse than majority_vote@n=4 at equal or higher cost
+    Y = train.Y.copy()
+    Y["majority_vote@n=16"] = np.clip(Y["majority_vote@n=4"] - 0.2, 0, 1)
+    T, L = train.T.copy(), train.L.copy()
+    T["majority_vote@n=16"] = np.maximum(T["majority_vote@n=16"], T["majority_vote@n=4"])
+    L["majority_vote@n=16"] = np.maximum(L["majority_vote@n=16"], L["majority_vote@n=4"])
+    r = _lr_router().fit(Xtr, Y, T, L)  # pruning is the default
+    means = r.training_means_
+    assert list(means.index) == SMALL_SPACE
+    np.testing.assert_allclose(means["accuracy"], Y.mean().to_numpy())
+    np.testing.assert_allclose(means["tokens"], T.mean().to_numpy())
+    dominated = dict(zip(r.strategies_, r.dominated_))
+    assert dominated["majority_vote@n=16"]
+    # every dominated strategy really has a dominator in the training means
+    for name in np.asarray(r.strategies_)[r.dominated_]:
+        m, others = means.loc[name], means.drop(index=name)
+        assert ((others["accuracy"] >= m["accuracy"]) & (others["tokens"] <= m["tokens"])
+                & (others["latency"] <= m["latency"])).any()
+    U = r.predict_utility(Xte)
+    assert np.isneginf(U[:, r.dominated_]).all() and np.isfinite(U[:, ~r.dominated_]).all()
+    assert not set(r.predict(Xte)) & set(np.asarray(r.strategies_)[r.dominated_])
+    # off: the same fit routes by the probe alone
+    off = _lr_router(prune_dominated=False).fit(Xtr, Y, T, L)
+    np.testing.assert_array_equal(off.dominated_, r.dominated_)
+    assert np.isfinite(off.predict_utility(Xte)).all()
+    # asked to route only among dominated ones, the router still answers
+    only = r.predict(Xte, strategies=["majority_vote@n=16"])
+    assert set(only) == {"majority_vote@n=16"}
+
+
+def test_pruning_needs_a_cost():
+    from ttcrouter.router import _dominated
+
+    # accuracy only: a cheaper, less accurate strategy may exist, so nothing is pruned
+    means = np.array([[0.5, np.nan, np.nan], [0.7, np.nan, np.nan]])
+    assert not _dominated(means).any()
+    # identical strategies do not prune each other; a strictly worse one is pruned
+    means = np.array([[0.5, 10.0, 1.0], [0.5, 10.0, 1.0], [0.4, 10.0, 1.0], [0.6, 20.0, 0.5]])
+    np.testing.assert_array_equal(_dominated(means), [False, False, True, False])

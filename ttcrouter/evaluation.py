@@ -592,6 +592,9 @@ def _fit_predict(encoder, router, texts, Y, T, L, tr, te, strategies):
             f"The fitted router knows strategies {router_strategies}, the runs have {strategies}."
         )
     A_hat = np.asarray(router.predict_accuracy(E_test), dtype=float)[:, order]
+    if hasattr(router, "_routable"):
+        # the sweep below re-does the router's argmax: keep its pruned strategies out
+        A_hat[:, ~router._routable(order)] = -np.inf
     T_hat, L_hat = (np.asarray(m, dtype=float)[:, order] for m in router.predict_costs(E_test))
     return A_hat, T_hat, L_hat, encoder, router
 

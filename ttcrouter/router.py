@@ -104,6 +104,29 @@ def _accepts(method, name):
     return name in params  # named explicitly: **kwargs (e.g. Pipeline.fit) is not enough
 
 
+def _dominated(means):
+    """Rows of ``means`` (accuracy, cost...) dominated by another row.
+
+    Row ``j`` is dominated when some row has accuracy >= and every cost <= (NaN costs,
+    not known, are ignored), and is strictly better on one of them; exact ties dominate
+    nothing, so strategies with identical runs stay. Without any cost column nothing
+    is dominated.
+    """
+    means = np.asarray(means, dtype=float)
+    acc, costs = means[:, 0], means[:, 1:]
+    costs = costs[:, ~np.isnan(costs).any(axis=0)]
+    n = len(acc)
+    out = np.zeros(n, dtype=bool)
+    if costs.shape[1] == 0:
+        # no cost known: a less accurate strategy may still be the cheaper one
+        return out
+    for j in range(n):
+        no_worse = (acc >= acc[j]) & (costs <= costs[j]).all(axis=1)
+        better = (acc > acc[j]) | (costs < costs[j]).any(axis=1)
+        out[j] = bool((no_worse & better).any())
+    return out
+
+
 def _cross_rows(E, S):
     """Rows ``[E[i], S[j]]`` for every pair, query-major (row ``i * n_s + j``)."""
     n_q, n_s = E.shape[0], S.shape[0]
@@ -138,6 +161,16 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         Strategy names of the columns of ``Y`` when it is an array; with a DataFrame ``Y``,
         the subset (and order) of its columns to route among. None: all columns of a
         DataFrame ``Y``.
+    prune_dominated : bool, default=True
+        Never route to a strategy that the training runs show dominated: another strategy
+        had at least its mean accuracy at no more mean tokens and no more mean latency
+        (the cost axes given to :meth:`fit`; without costs nothing is pruned), and was
+        strictly better on one of them. On
+        average such a strategy is never worth its cost, so routing to it only follows
+        noise in the probe's per-query predictions; with few training queries, pruning
+        it usually raises the accuracy-cost frontier (see ``docs/results.md``). Leave it
+        off when a strategy that is poor on average is the best one for a recognizable
+        group of queries and there are enough runs for the probe to learn that.
 
     Attributes
     ----------
@@ -149,6 +182,12 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         The fitted probe.
     costs_ : estimator
         The fitted cost model.
+    training_means_ : DataFrame
+        Mean ``accuracy``, ``tokens`` and ``latency`` of each strategy over the training
+        queries (NaN for a cost not given to :meth:`fit`); index ``strategies_``.
+    dominated_ : ndarray of bool of shape (n_strategies,)
+        Which strategies the training means show dominated (computed whatever
+        ``prune_dominated`` says; only used when it is True).
     n_features_in_ : int
         Number of query features.
     feature_names_in_ : ndarray of str
@@ -179,15 +218,17 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         "lambda_tokens": [Interval(Real, 0, None, closed="left")],
         "lambda_latency": [Interval(Real, 0, None, closed="left")],
         "strategies": ["array-like", None],
+        "prune_dominated": ["boolean"],
     }
 
     def __init__(self, probe=None, costs=None, lambda_tokens=0.0, lambda_latency=0.0,
-                 strategies=None):
+                 strategies=None, prune_dominated=True):
         self.probe = probe
         self.costs = costs
         self.lambda_tokens = lambda_tokens
         self.lambda_latency = lambda_latency
         self.strategies = strategies
+        self.prune_dominated = prune_dominated
 
     # -- fitting ---------------------------------------------------------------------------
 
@@ -298,6 +339,13 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         zeros = np.zeros_like(Ya)
         self.costs_.fit(X, pd.DataFrame(zeros if T is None else T, columns=self.strategies_),
                         pd.DataFrame(zeros if L is None else L, columns=self.strategies_))
+        nan = np.full(n_s, np.nan)
+        self.training_means_ = pd.DataFrame(
+            {"accuracy": Ya.mean(axis=0),
+             "tokens": nan if T is None else T.mean(axis=0),
+             "latency": nan if L is None else L.mean(axis=0)},
+            index=pd.Index(self.strategies_, name="strategy"))
+        self.dominated_ = _dominated(self.training_means_.to_numpy())
         return self
 
     # -- prediction ------------------------------------------------------------------------
@@ -341,12 +389,19 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         L = np.asarray(L, dtype=float)[:, cols]
         return T, L
 
+    def _routable(self, cols):
+        """Mask over ``cols``: False for a strategy pruned as dominated within ``cols``."""
+        # getattr: a router pickled before pruning existed routes as it did then
+        if not getattr(self, "prune_dominated", False) or not hasattr(self, "training_means_"):
+            return np.ones(len(cols), dtype=bool)
+        return ~_dominated(self.training_means_.to_numpy()[cols])
+
     def _predict_utility(self, X, cols):
         U = self._predict_accuracy(X, cols)
         if self.lambda_tokens or self.lambda_latency:
             T, L = self._predict_costs(X, cols)
             U = U - self.lambda_tokens * T - self.lambda_latency * L
-        return U
+        return np.where(self._routable(cols), U, -np.inf)
 
     def predict_accuracy(self, X, strategies=None):
         """Predicted probability of a correct answer for every (query, strategy).
@@ -376,6 +431,9 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
 
     def predict_utility(self, X, strategies=None):
         """Predicted utility ``A - lambda_tokens * T - lambda_latency * L``.
+
+        With ``prune_dominated=True``, ``-inf`` for the strategies pruned as dominated
+        (among ``strategies``).
 
         Returns
         -------

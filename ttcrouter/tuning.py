@@ -58,7 +58,10 @@ def _fit_fold(router, X, Y, T, L, names, train, test):
     est.fit(_safe_indexing(X, train), frame(Y), tokens=frame(T), latency=frame(L))
     order = [est.strategies_.index(n) for n in names]
     Xte = _safe_indexing(X, test)
-    A = np.asarray(est.predict_accuracy(Xte))[:, order]
+    A = np.asarray(est.predict_accuracy(Xte), dtype=float)[:, order]
+    if hasattr(est, "_routable"):
+        # the lambda sweep re-does the router's argmax: keep its pruned strategies out
+        A[:, ~est._routable(np.asarray(order))] = -np.inf
     Th, Lh = (np.asarray(M)[:, order] for M in est.predict_costs(Xte))
     return A, Th, Lh
 
