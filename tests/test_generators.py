@@ -30,6 +30,19 @@ def test_vllm_bad_arguments_fail_before_engine_start(kwargs, match):
     assert gen._llm is None  # nothing started
 
 
+def test_cpu_engine_dtype_follows_the_bf16_flags(tmp_path):
+    from ttcrouter.executors.vllm_backend import cpu_engine_dtype
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma\n")
+    assert cpu_engine_dtype(info) == "float32"
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_engine_dtype(info) is None
+    info.write_text("processor\t: 0\n")
+    assert cpu_engine_dtype(info) is None
+    assert cpu_engine_dtype(tmp_path / "missing") is None
+
+
 def _check_contract(results, n_requests, n, max_tokens, logprobs=False):
     assert len(results) == n_requests
     for comps in results:
@@ -63,6 +76,10 @@ def test_vllm_parallel_samples(vllm_generator):
     assert len({c.text for comps in res for c in comps}) > 1
     assert vllm_generator.backend == "vllm"
     assert vllm_generator.model_name == "SmolLM2-135M-Instruct"
+    from ttcrouter.executors.vllm_backend import cpu_engine_dtype
+
+    # no dtype asked for: float32 where the CPU has no native bfloat16, else the model's
+    assert vllm_generator.engine_dtype_ == (cpu_engine_dtype() or "auto")
 
 
 @pytest.mark.slow

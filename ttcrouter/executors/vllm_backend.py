@@ -13,11 +13,41 @@ from typing import Sequence
 from .base import DEFAULT_SYSTEM_PROMPT, Completion, GenerationRequest, Generator
 from ._chat import check_requests, check_sampling, prompt_token_ids, prompt_too_long
 
-__all__ = ["VLLMGenerator"]
+__all__ = ["VLLMGenerator", "cpu_engine_dtype"]
 
 #: KV cache size (GiB) used on CPU when neither ``kv_cache_space_gb`` nor
 #: ``VLLM_CPU_KVCACHE_SPACE`` is set: enough for SmolLM2-135M with ~64 parallel sequences.
 DEFAULT_CPU_KV_CACHE_GB = 4
+
+#: CPU flags (``/proc/cpuinfo``) of native bfloat16 matrix arithmetic.
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_engine_dtype(cpuinfo_path="/proc/cpuinfo"):
+    """``"float32"`` on a CPU without native bfloat16 arithmetic, else None (the model's own).
+
+    Without ``avx512_bf16`` or ``amx_bf16``, vLLM's CPU kernels emulate bfloat16: on a
+    2-core AVX2-only AMD EPYC, 64 prompts of ~600 tokens took 250 s in float32 and had not
+    finished after 840 s in bfloat16. None when the flags cannot be read.
+    """
+    try:
+        with open(cpuinfo_path) as fh:
+            flags = next((line.split(":", 1)[1].split() for line in fh
+                          if line.startswith("flags")), None)
+    except OSError:
+        return None
+    if flags is None:
+        return None
+    return None if any(f in flags for f in BF16_CPU_FLAGS) else "float32"
+
+
+def _on_cpu_platform() -> bool:
+    try:
+        from vllm.platforms import current_platform
+
+        return bool(current_platform.is_cpu())
+    except Exception:  # noqa: BLE001 - an unknown vLLM layout: leave the dtype alone
+        return False
 
 
 class VLLMGenerator(Generator):
@@ -45,7 +75,9 @@ class VLLMGenerator(Generator):
         ``None`` keeps the environment's value, or 4 GiB if it is unset.
     **engine_kwargs
         Passed to :class:`vllm.LLM` (e.g. ``dtype``, ``gpu_memory_utilization``,
-        ``tensor_parallel_size``).
+        ``tensor_parallel_size``). Without ``dtype``, a CPU engine on a processor without
+        native bfloat16 (no ``avx512_bf16``/``amx_bf16``) runs in ``float32``, several times
+        faster there than emulated bfloat16 (see :func:`cpu_engine_dtype`).
 
     Attributes
     ----------
@@ -115,6 +147,11 @@ class VLLMGenerator(Generator):
             max_model_len=self.max_model_len,
         )
         kwargs.update(self.engine_kwargs)
+        if "dtype" not in kwargs and _on_cpu_platform():
+            dtype = cpu_engine_dtype()
+            if dtype is not None:
+                kwargs["dtype"] = dtype
+        self.engine_dtype_ = kwargs.get("dtype", "auto")
         self._llm = vllm.LLM(self._model_path, **kwargs)
         self._tokenizer = self._llm.get_tokenizer()
 
