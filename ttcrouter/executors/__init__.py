@@ -12,6 +12,7 @@ _EXPORTS = {
     "Generator": "base",
     "DEFAULT_SYSTEM_PROMPT": "base",
     "VLLMGenerator": "vllm_backend",
+    "cpu_engine_dtype": "vllm_backend",
     "OpenAIGenerator": "openai_backend",
     "TransformersGenerator": "hf_backend",
     "QwenMathPRM": "rewards",
