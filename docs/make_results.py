@@ -117,7 +117,7 @@ scorer: {prov.get('scorer', 'see provenance')}; latency: {prov.get('latency_meth
 (see `docs/collection.md`). These are real executions on CPU, not synthetic outcomes. {split_text}
 Encoder: the embedded all-MiniLM-L6-v2;
 router: `UtilityRouter()` with its defaults (calibrated MLP probe seeded with the split seed,
-per-strategy mean costs).
+per-strategy mean costs, strategies dominated on the training queries left out).
 
 **Caveat on size.** With {rep.n_test} test queries and {per_cell[0]} run(s) per cell, one query
 moves an accuracy by {1 / rep.n_test:.3f}: differences below that are noise, and the router
@@ -171,7 +171,7 @@ The full report (all sweeps, metrics.json) is in `docs/{report_dir.name}/`.
     return text, line
 
 
-def robustness(summary, args, seeds, cv=None, per_query_costs=False) -> str:
+def robustness(summary, args, seeds, cv=None, per_query_costs=False, prune=True) -> str:
     """The headline numbers over several query splits (one evaluation per seed)."""
     from ttcrouter import CostTable, ProbeClassifier, UtilityRouter
     from ttcrouter.evaluation import evaluate
@@ -179,7 +179,8 @@ def robustness(summary, args, seeds, cv=None, per_query_costs=False) -> str:
     rows, cells = [], []
     for seed in seeds:
         router = UtilityRouter(probe=ProbeClassifier(random_state=seed),
-                               costs=CostTable(per_query=per_query_costs))
+                               costs=CostTable(per_query=per_query_costs),
+                               prune_dominated=prune)
         rep = evaluate(summary, test_size=args.test_size, random_state=seed, progress=False,
                        cv=cv, router=router)
         gaps = rep.gap_closed["gap_closed"].dropna()
@@ -209,6 +210,9 @@ def robustness(summary, args, seeds, cv=None, per_query_costs=False) -> str:
             else f"{cv}-fold cross-fitting")
     if per_query_costs:
         what += ", router with per-query costs (`CostTable(per_query=True)`)"
+    if not prune:
+        what += (", router without pruning (`UtilityRouter(prune_dominated=False)`, the "
+                 "paper's rule: every strategy is a candidate)")
     n_test = len(summary) if cv else max(1, round(args.test_size * len(summary)))
     return (f"""### {what[0].upper() + what[1:]}, seeds {', '.join(map(str, seeds))}
 
@@ -279,7 +283,9 @@ def main(argv=None) -> int:
                  + robustness(summary, args, args.robust_seeds)
                  + "\n" + robustness(summary, args, args.robust_seeds, cv=args.cv)
                  + "\n" + robustness(summary, args, args.robust_seeds, cv=args.cv,
-                                      per_query_costs=True))
+                                      per_query_costs=True)
+                 + "\n" + robustness(summary, args, args.robust_seeds, cv=args.cv,
+                                      prune=False))
     text += ("In short (computed from the tables below; small test sets, so read the "
              "caveats):\n\n" + "\n".join(lines) + "\n\n" + body)
     (DOCS / "results.md").write_text(text)
