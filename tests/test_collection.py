@@ -193,6 +193,7 @@ def test_collect_real_model_resume_and_config(vllm_generator, tmp_path):
     assert (by["majority_vote@n=1"] < by["majority_vote@n=2"]).all()
     prov = df.attrs["provenance"]
     assert prov["model"] and prov["hardware"]["cpu_count"] >= 1 and prov["sessions"]
+    assert prov["sessions"][-1]["engine_dtype"] == vllm_generator.engine_dtype_
     assert set(prov["latency_calibration"]["models"]) == set(STRATS)
 
     # same command again: nothing to do, no new part

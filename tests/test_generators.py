@@ -80,6 +80,7 @@ def test_vllm_parallel_samples(vllm_generator):
 
     # no dtype asked for: float32 where the CPU has no native bfloat16, else the model's
     assert vllm_generator.engine_dtype_ == (cpu_engine_dtype() or "auto")
+    assert vllm_generator.engine_dtype == vllm_generator.engine_dtype_
 
 
 @pytest.mark.slow

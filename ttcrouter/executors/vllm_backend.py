@@ -114,6 +114,19 @@ class VLLMGenerator(Generator):
 
     # -- engine -------------------------------------------------------------------------------
     @property
+    def engine_dtype(self) -> str:
+        """The dtype the engine runs (or will run) in; ``"auto"`` is the model's own.
+
+        ``engine_kwargs["dtype"]`` when given, else ``"float32"`` for a CPU engine on a
+        processor without native bfloat16 (:func:`cpu_engine_dtype`), else ``"auto"``.
+        """
+        if "dtype" in self.engine_kwargs:
+            return str(self.engine_kwargs["dtype"])
+        if _on_cpu_platform():
+            return cpu_engine_dtype() or "auto"
+        return "auto"
+
+    @property
     def llm(self):
         if self._llm is None:
             self._start()
@@ -147,11 +160,10 @@ class VLLMGenerator(Generator):
             max_model_len=self.max_model_len,
         )
         kwargs.update(self.engine_kwargs)
-        if "dtype" not in kwargs and _on_cpu_platform():
-            dtype = cpu_engine_dtype()
-            if dtype is not None:
-                kwargs["dtype"] = dtype
-        self.engine_dtype_ = kwargs.get("dtype", "auto")
+        dtype = self.engine_dtype
+        if dtype != "auto":
+            kwargs["dtype"] = dtype
+        self.engine_dtype_ = dtype
         self._llm = vllm.LLM(self._model_path, **kwargs)
         self._tokenizer = self._llm.get_tokenizer()
 
