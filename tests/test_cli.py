@@ -203,3 +203,31 @@ def test_demo_drops_strategies_run_on_few_queries(capsys):
     late = (runs["strategy"] == "beam_search@n=4,w=2") & (runs["query_id"] > "syn-00005")
     assert _widely_run_strategies(runs[~late]) == "majority_vote@n=1,majority_vote@n=4"
     assert "beam_search@n=4,w=2 (6 queries)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_fit_with_encoder_pooling(runs_file, tmp_path, capsys):
+    from ttcrouter.serving import load_router
+
+    out = tmp_path / "cls.joblib"
+    assert main(["fit", str(runs_file), "--out", str(out), "--pooling", "cls"]) == 0
+    pipe = load_router(out)["router"]
+    assert pipe.named_steps["embed"].pooling == "cls"
+    # CLS pooling embeds differently from the default mean pooling
+    mean = load_router(_fit_default(runs_file, tmp_path))["router"].named_steps["embed"]
+    text = ["What is 12 + 7?"]
+    assert mean.pooling == "mean"
+    assert not (pipe.named_steps["embed"].transform(text) == mean.transform(text)).all()
+
+
+def _fit_default(runs_file, tmp_path):
+    out = tmp_path / "mean.joblib"
+    assert main(["fit", str(runs_file), "--out", str(out)]) == 0
+    return out
+
+
+def test_bad_pooling_is_a_usage_error(runs_file, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["fit", str(runs_file), "--pooling", "max"])
+    assert exc.value.code == 2
+    assert "invalid choice: 'max'" in capsys.readouterr().err

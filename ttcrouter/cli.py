@@ -86,6 +86,8 @@ def _make_encoder(args):
     kw = {}
     if getattr(args, "encoder", None):
         kw["model"] = args.encoder
+    if getattr(args, "pooling", None):
+        kw["pooling"] = args.pooling
     return EmbeddingTransformer(**kw)
 
 
@@ -365,6 +367,10 @@ def _add_encoder(p):
     p.add_argument("--encoder", default=None, metavar="MODEL",
                    help="encoder model folder or name for EmbeddingTransformer "
                         "(default: the embedded all-MiniLM-L6-v2)")
+    p.add_argument("--pooling", choices=("mean", "cls", "last"), default=None,
+                   help="how the encoder's token states become one vector: mean (sentence "
+                        "encoders, the default), cls (BERT) or last (decoder models such as "
+                        "Qwen2.5, as in the paper)")
 
 
 def _add_strategies(p):
