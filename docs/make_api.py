@@ -24,7 +24,7 @@ EXTRA = {
                           "routed_mean_latency", "make_utility_scorer", "make_accuracy_scorer",
                           "make_tokens_scorer", "make_latency_scorer", "routing_scorers",
                           "oracle_choice", "static_strategy_table", "pareto_frontier",
-                          "frontier_auc"],
+                          "frontier_auc", "split_half_reliability"],
     "ttcrouter.evaluation": ["EvaluationReport", "frontier_at"],
     "ttcrouter.serving": ["RoutedResult", "RouterFileError", "save_router", "load_router"],
     "ttcrouter.models": ["embedded_generator_path", "embedded_encoder_path", "resolve_model"],

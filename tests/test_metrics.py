@@ -155,3 +155,63 @@ def test_grid_search_over_lambdas_with_metadata_routing():
         u = routing_scorers(lt, ll)["utility"](gs.best_estimator_, test.texts, test.Y,
                                                tokens=test.T, latency=test.L)
         assert u == pytest.approx(realized_utility(test.Y, test.T, test.L, pred, lt, ll))
+
+
+# -- split_half_reliability --------------------------------------------------------------
+
+def _rel_runs(correct, strategies=("majority_vote@n=1", "majority_vote@n=4")):
+    """Runs table from ``correct[strategy] -> (n_queries, n_repeats)`` 0/1 arrays."""
+    rows = []
+    for s in strategies:
+        c = np.asarray(correct[s])
+        for q in range(c.shape[0]):
+            for r in range(c.shape[1]):
+                rows.append({"query_id": f"q{q}", "strategy": s, "repeat": r,
+                             "correct": float(c[q, r]), "error": None})
+    return pd.DataFrame(rows)
+
+
+def test_split_half_reliability_deterministic_and_noise():
+    from ttcrouter.metrics import split_half_reliability
+
+    rng = np.random.default_rng(0)
+    n_q, n_r = 300, 4
+    solvable = (np.arange(n_q) % 2 == 0)[:, None]
+    # n=1 is right on the even queries every time; n=4 also on every third query:
+    # accuracies and gains are fully reproducible
+    det = {"majority_vote@n=1": np.repeat(solvable, n_r, axis=1),
+           "majority_vote@n=4": np.repeat(solvable | (np.arange(n_q) % 3 == 0)[:, None],
+                                          n_r, axis=1)}
+    out = split_half_reliability(_rel_runs(det), n_splits=5)
+    assert list(out.index) == ["majority_vote@n=1", "majority_vote@n=4",
+                               "majority_vote@n=1 -> majority_vote@n=4"]
+    assert list(out["what"]) == ["accuracy", "accuracy", "gain"]
+    assert np.allclose(out["split_half_r"], 1.0) and np.allclose(out["reliability"], 1.0)
+    assert (out["n_queries"] == n_q).all()
+    # coin flips that do not depend on the query: nothing to learn per query
+    noise = {s: rng.random((1000, n_r)) < 0.5 for s in det}
+    out = split_half_reliability(_rel_runs(noise), n_splits=10)
+    assert (out["split_half_r"].abs() < 0.1).all(), out  # sd about 0.03 at 1000 queries
+    # Spearman-Brown step-up
+    r = out["split_half_r"].to_numpy()
+    assert np.allclose(out["reliability"], 2 * r / (1 + r))
+
+
+def test_split_half_reliability_gain_pairs_and_errors():
+    from ttcrouter.metrics import split_half_reliability
+
+    same = np.ones((20, 4))
+    runs = _rel_runs({"majority_vote@n=1": same, "majority_vote@n=4": same})
+    out = split_half_reliability(runs, strategies=["majority_vote@n=4"],
+                                 gains=[("majority_vote@n=1", "majority_vote@n=4")])
+    assert list(out.index) == ["majority_vote@n=4", "majority_vote@n=1 -> majority_vote@n=4"]
+    assert out["split_half_r"].isna().all()  # no variance across queries: undefined
+    failed = runs.assign(error=np.where(runs["repeat"] > 0, "boom", None))
+    with pytest.raises(ValueError, match="two successful repeats"):
+        split_half_reliability(failed)
+    with pytest.raises(ValueError, match=r"No runs of \['best_of_n@n=2'\]"):
+        split_half_reliability(runs, strategies=["best_of_n@n=2"])
+    with pytest.raises(ValueError, match="lacks the column"):
+        split_half_reliability(runs.drop(columns="repeat"))
+    with pytest.raises(ValueError, match="n_splits"):
+        split_half_reliability(runs, n_splits=0)

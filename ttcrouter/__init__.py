@@ -49,6 +49,7 @@ _EXPORTS = {
     "make_latency_scorer": "metrics",
     "oracle_choice": "metrics",
     "static_strategy_table": "metrics",
+    "split_half_reliability": "metrics",
     # grading
     "extract_answer": "grading",
     "is_correct": "grading",

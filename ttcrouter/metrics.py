@@ -32,6 +32,7 @@ __all__ = [
     "static_strategy_table",
     "pareto_frontier",
     "frontier_auc",
+    "split_half_reliability",
 ]
 
 
@@ -357,3 +358,113 @@ def frontier_auc(costs, accs, *, cost_range=None, log_cost=False):
     edges = np.clip(np.append(fc, hi), lo, hi)
     area = float(np.sum(np.diff(edges) * fa))
     return area / (hi - lo)
+
+
+def _default_gain_pairs(names):
+    """Consecutive budgets of each method: (cheaper, dearer) name pairs."""
+    by_method = {}
+    for name in names:
+        spec = parse_strategy(name)
+        by_method.setdefault(spec.method, []).append((spec.n, getattr(spec, "beam_width", 0),
+                                                      spec.name))
+    pairs = []
+    for specs in by_method.values():
+        specs.sort()
+        pairs += [(a[2], b[2]) for a, b in zip(specs, specs[1:])]
+    return pairs
+
+
+def split_half_reliability(runs, strategies=None, gains=None, *, n_splits=20,
+                           random_state=0):
+    """How reproducible per-query accuracies and per-query gains are across repeated runs.
+
+    A router can only learn per-query differences that repeat. For every query its runs are
+    split at random into two halves of repeats; the per-query mean correctness of each half
+    is correlated over queries (Pearson), averaged over ``n_splits`` random splits, and
+    stepped up to the full number of repeats with the Spearman-Brown formula
+    ``2 r / (1 + r)``. Values near 1: the table pins down which queries a strategy solves
+    (or gains on); near 0: the per-query differences are run-to-run noise, and no router
+    can exploit them on this table.
+
+    Parameters
+    ----------
+    runs : DataFrame
+        A runs table (``query_id``, ``strategy``, ``repeat``, ``correct``, ``error``).
+        Failed runs (``error`` set) are left out.
+    strategies : list of str, default=None
+        Strategies whose accuracy to assess; ``None`` means every strategy in ``runs``.
+    gains : list of (str, str), default=None
+        Pairs ``(a, b)`` whose per-query gain ``accuracy(b) - accuracy(a)`` to assess, paired
+        by repeat (the same pooled samples when both come from one pool). ``None`` means
+        consecutive budgets of each method among ``strategies`` (e.g. ``majority_vote@n=2``
+        -> ``majority_vote@n=4``).
+    n_splits : int, default=20
+        Random half splits averaged.
+    random_state : int or None, default=0
+
+    Returns
+    -------
+    DataFrame
+        One row per strategy (``what="accuracy"``) and per pair (``what="gain"``, index
+        ``"a -> b"``), with ``n_queries`` (queries with at least two repeats of it),
+        ``split_half_r`` and ``reliability`` (Spearman-Brown). NaN where a half has no
+        variance across queries.
+
+    Raises
+    ------
+    ValueError
+        When a strategy is not in ``runs`` or no query has two repeats of a strategy.
+    """
+    df = pd.DataFrame(runs)
+    missing = [c for c in ("query_id", "strategy", "repeat", "correct") if c not in df.columns]
+    if missing:
+        raise ValueError(f"runs lacks the column(s) {missing}; pass a runs table "
+                         f"(see ttcrouter.runs).")
+    if "error" in df.columns:
+        df = df[df["error"].isna()]
+    df = df.assign(query_id=df["query_id"].astype(str),
+                   strategy=[parse_strategy(n).name for n in df["strategy"]])
+    known = list(dict.fromkeys(df["strategy"]))
+    names = known if strategies is None else [parse_strategy(s).name for s in strategies]
+    pairs = (_default_gain_pairs(names) if gains is None
+             else [(parse_strategy(a).name, parse_strategy(b).name) for a, b in gains])
+    unknown = sorted({n for n in names + [x for pair in pairs for x in pair]} - set(known))
+    if unknown:
+        raise ValueError(f"No runs of {unknown} in runs; it has {known}.")
+    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) \
+            or n_splits < 1:
+        raise ValueError(f"n_splits must be an integer >= 1, got {n_splits!r}.")
+    # (query, repeat) x strategy correctness; repeats of one query are split together, so a
+    # gain is paired within a repeat
+    cell = df.pivot_table(index=["query_id", "repeat"], columns="strategy", values="correct",
+                          aggfunc="mean")
+    queries = cell.index.get_level_values(0)
+    rng = np.random.default_rng(random_state)
+    series = {name: cell[name] for name in names}
+    series.update({f"{a} -> {b}": cell[b] - cell[a] for a, b in pairs})
+    r = {key: [] for key in series}
+    for _ in range(int(n_splits)):
+        # a random rank of each (query, repeat) within its query: halves by rank parity
+        order = pd.Series(rng.random(len(cell)), index=cell.index)
+        for key, values in series.items():
+            ok = values.notna().to_numpy()
+            v, q, o = values[ok], queries[ok], order[ok]
+            rank = o.groupby(q).rank(method="first").to_numpy()
+            half = pd.DataFrame({"q": q, "h": rank % 2, "v": v.to_numpy()})
+            means = half.groupby(["q", "h"])["v"].mean().unstack("h").dropna()
+            if len(means) < 3 or (means.std(ddof=0) == 0).any():
+                r[key].append(np.nan)
+            else:
+                r[key].append(float(np.corrcoef(means[0.0], means[1.0])[0, 1]))
+    rows = []
+    for key, values in series.items():
+        n_q = int((values.notna().groupby(queries).sum() >= 2).sum())
+        if n_q == 0:
+            raise ValueError(f"No query has two successful repeats of {key!r}: collect at "
+                             f"least 2 repeats per query to measure reliability.")
+        rr = np.asarray(r[key], dtype=float)
+        mean_r = float(np.nanmean(rr)) if np.isfinite(rr).any() else np.nan
+        rows.append({"what": "gain" if " -> " in key else "accuracy", "n_queries": n_q,
+                     "split_half_r": mean_r,
+                     "reliability": 2 * mean_r / (1 + mean_r) if mean_r > -1 else np.nan})
+    return pd.DataFrame(rows, index=pd.Index(list(series), name="strategy"))
