@@ -210,6 +210,33 @@ def test_frontier_check_reports_a_router_below_static():
     assert "no (below at 2 budget(s)" in rep.summary()
 
 
+class NoCheapRouter(LookupRouter):
+    """Believes the cheapest strategy is the dearest: never routes to it."""
+
+    def predict_costs(self, X):
+        T, L = super().predict_costs(X)
+        T[:, 0], L[:, 0] = 10 * T.max(), 10 * L.max()
+        return T, L
+
+
+def test_frontier_check_separates_budgets_out_of_reach():
+    rep = evaluate(toy_runs(), encoder=KindEncoder(), router=NoCheapRouter(), progress=False)
+    cheapest = float(rep.static["mean_tokens"].min())
+    c = rep.frontier_check["tokens"]
+    assert not c["at_or_above_everywhere"]
+    assert c["out_of_reach_budgets"] == [cheapest]
+    assert cheapest in c["below_at_budgets"]
+    assert c["router_min_cost"] > cheapest
+    # no gap where the router has points: the shortfall is not the whole static accuracy
+    assert c["largest_shortfall"] == 0.0
+    line = [x for x in rep.summary().splitlines() if "every tokens budget" in x][0]
+    assert line.endswith("no (1 budget(s) under the router's cheapest point (400), out of its "
+                         "reach)")
+    # a router that reaches every budget has none out of reach
+    ok = evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), progress=False)
+    assert ok.frontier_check["tokens"]["out_of_reach_budgets"] == []
+
+
 def test_frontier_at():
     out = frontier_at([1, 2, 4], [0.2, 0.1, 0.9], [0.5, 1, 3, 10])
     assert np.isnan(out[0])

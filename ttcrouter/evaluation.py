@@ -171,10 +171,12 @@ class EvaluationReport:
         ``{axis: {"static": a, "router": a, "oracle": a, "lo": c, "hi": c}}``.
     frontier_check : dict
         ``{axis: {"at_or_above_everywhere": bool, "below_at_budgets": [...],
-        "largest_shortfall": float}}``: whether the router's frontier is at or above the
-        static frontier at every budget between the cheapest and the dearest static strategy
-        (checked at every static cost, where the static frontier steps; a budget at which the
-        router has no point counts as below). With ``n_boot``, also ``budgets``,
+        "largest_shortfall": float, "out_of_reach_budgets": [...], "router_min_cost": c}}``:
+        whether the router's frontier is at or above the static frontier at every budget
+        between the cheapest and the dearest static strategy (checked at every static cost,
+        where the static frontier steps). A budget under the router's cheapest point counts
+        as below and is also listed in ``out_of_reach_budgets``; ``largest_shortfall`` is the
+        largest accuracy gap at the budgets the router reaches. With ``n_boot``, also ``budgets``,
         ``difference`` (router minus static at each), ``difference_ci90`` (bootstrap over
         test queries) and ``clearly_below_at_budgets`` (whole interval below 0).
     config : dict
@@ -259,14 +261,7 @@ class EvaluationReport:
             lines.append(f"  area under frontier ({axis}): static {a['static']:.3f}, "
                          f"router {a['router']:.3f}, oracle {a['oracle']:.3f}")
         for axis, c in self.frontier_check.items():
-            verdict = ("yes" if c["at_or_above_everywhere"] else
-                       f"no (below at {len(c['below_at_budgets'])} budget(s), by up to "
-                       f"{c['largest_shortfall']:.3f}")
-            if not c["at_or_above_everywhere"] and "clearly_below_at_budgets" in c:
-                n_clear = len(c["clearly_below_at_budgets"])
-                verdict += (f"; clearly below (90% bootstrap interval under 0) at {n_clear}"
-                            if n_clear else "; within the test set's noise everywhere")
-            verdict += ")" if not c["at_or_above_everywhere"] else ""
+            verdict = "yes" if c["at_or_above_everywhere"] else f"no ({_shortfall_text(c)})"
             lines.append(f"  router at or above the static frontier at every {axis} budget: "
                          f"{verdict}")
         return "\n".join(lines)
@@ -293,6 +288,23 @@ class EvaluationReport:
         report.write_text(_markdown(self))
         self.files["report"] = str(report)
         return dict(self.files)
+
+
+def _shortfall_text(c: dict) -> str:
+    """Where and by how much the router is below the static frontier (one axis)."""
+    out = set(c.get("out_of_reach_budgets", []))
+    reach = [b for b in c["below_at_budgets"] if b not in out]
+    parts = []
+    if reach:
+        parts.append(f"below at {len(reach)} budget(s), by up to {c['largest_shortfall']:.3f}")
+        if "clearly_below_at_budgets" in c:
+            n_clear = len(set(c["clearly_below_at_budgets"]) - out)
+            parts.append(f"clearly below (90% bootstrap interval under 0) at {n_clear}"
+                         if n_clear else "within the test set's noise there")
+    if out:
+        parts.append(f"{len(out)} budget(s) under the router's cheapest point "
+                     f"({c['router_min_cost']:.4g}), out of its reach")
+    return "; ".join(parts)
 
 
 def _fmt(v, pct=False):
@@ -445,6 +457,8 @@ def _markdown(rep: EvaluationReport) -> str:
         "axis": k, "at or above everywhere": "yes" if v["at_or_above_everywhere"] else "no",
         "budgets where below": ", ".join(f"{b:.4g}" for b in v["below_at_budgets"]) or "-",
         "largest shortfall": v["largest_shortfall"],
+        "out of the router's reach": ", ".join(
+            f"{b:.4g}" for b in v.get("out_of_reach_budgets", [])) or "-",
         **({"clearly below (90% interval < 0)":
             ", ".join(f"{b:.4g}" for b in v["clearly_below_at_budgets"]) or "none"}
            if "clearly_below_at_budgets" in v else {}),
@@ -788,11 +802,14 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         knots = np.unique(sc)
         s_k, r_k = frontier_at(sc, sa, knots), frontier_at(rc, ra, knots)
         below = ~(np.nan_to_num(r_k, nan=-np.inf) >= s_k - 1e-12)
+        reach = below & np.isfinite(r_k)
         check[axis] = {
             "at_or_above_everywhere": bool(not below.any()),
             "below_at_budgets": knots[below].tolist(),
-            "largest_shortfall": float(np.max(s_k[below] - np.nan_to_num(r_k[below], nan=0.0)))
-            if below.any() else 0.0,
+            "largest_shortfall": float(np.max(s_k[reach] - r_k[reach])) if reach.any() else 0.0,
+            # budgets under the router's cheapest point: nothing to compare, not "less accurate"
+            "out_of_reach_budgets": knots[below & ~np.isfinite(r_k)].tolist(),
+            "router_min_cost": float(rc.min()),
         }
         if n_boot:
             diffs = _bootstrap_shortfalls(router_choice[axis], Yt, Tt if axis == "tokens"
