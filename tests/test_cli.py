@@ -45,6 +45,11 @@ def test_demo_end_to_end(tmp_path):
         assert (report / name).is_file(), name
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["n_test"] > 0 and len(metrics["strategies"]) > 1
+    # the demo's defaults: 4-fold cross-fitting, the generator's states, per-query costs
+    assert metrics["config"]["cv"] == 4 and "4-fold cross-fitting" in proc.stdout
+    assert "SmolLM2-135M-Instruct" in metrics["config"]["encoder"]
+    assert "CostTable(per_query=True)" in metrics["config"]["router"]
+    assert "cross-fitting folds" in proc.stdout
     # the saved demo router routes
     assert main(["route", "--router", str(report / "router.joblib"), "--route-only",
                  "--json", "What is 2 + 2?"]) == 0
@@ -231,3 +236,29 @@ def test_bad_pooling_is_a_usage_error(runs_file, capsys):
         main(["fit", str(runs_file), "--pooling", "max"])
     assert exc.value.code == 2
     assert "invalid choice: 'max'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_per_query_costs_and_single_split_flags(runs_file, tmp_path, capsys):
+    from ttcrouter.serving import load_router
+
+    out = tmp_path / "pq.joblib"
+    assert main(["fit", str(runs_file), "--out", str(out), "--per-query-costs"]) == 0
+    router = load_router(out)["router"].named_steps["router"]
+    assert router.costs.per_query is True
+    assert router.costs_.tokens_regressor_ is not None
+    # --cv 0 is one split; --no-per-query-costs keeps per-strategy means
+    assert main(["evaluate", str(runs_file), "--report", str(tmp_path / "r"), "--cv", "0",
+                 "--no-per-query-costs", "--encoder", "minilm"]) == 0
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert metrics["config"]["cv"] is None and metrics["n_test"] == 12
+    assert "per_query=True" not in metrics["config"]["router"]
+    assert metrics["config"]["encoder"] == "EmbeddingTransformer()"  # MiniLM, the default
+
+
+@pytest.mark.parametrize("bad", ["1", "-2", "four"])
+def test_bad_cv_is_a_usage_error(runs_file, bad, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(runs_file), "--cv", bad])
+    assert exc.value.code == 2
+    assert "--cv" in capsys.readouterr().err

@@ -278,6 +278,62 @@ def test_cross_fitting_tests_every_query_once(tmp_path):
     assert again.config["folds"] == folds
 
 
+class FoldRecordingEncoder(KindEncoder):
+    fitted_on = []
+
+    def fit(self, X, y=None):
+        FoldRecordingEncoder.fitted_on.append(sorted(X))
+        return self
+
+
+def test_cross_fitting_fits_a_learning_encoder_on_training_queries_only():
+    FoldRecordingEncoder.fitted_on = []
+    rep = evaluate(toy_runs(), encoder=FoldRecordingEncoder(), router=LookupRouter(), cv=3,
+                   progress=False, n_boot=0)
+    assert [len(f) for f in FoldRecordingEncoder.fitted_on] == [16, 16, 16]
+    texts = dict(zip(toy_runs()["query_id"], toy_runs()["query"]))
+    for fitted, tested in zip(FoldRecordingEncoder.fitted_on, rep.config["folds"]):
+        assert not set(fitted) & {texts[q] for q in tested}
+
+
+def _counting_embedder():
+    from ttcrouter import EmbeddingTransformer
+
+    class CountingEmbedder(EmbeddingTransformer):
+        embedded = []
+
+        def transform(self, X):
+            CountingEmbedder.embedded.append(len(X))
+            return super().transform(X)
+
+    return CountingEmbedder
+
+
+def test_a_frozen_encoder_embeds_each_query_once():
+    """An EmbeddingTransformer learns nothing in fit: cross-fitting embeds every query once
+    and routes exactly as with per-fold embedding."""
+    counting = _counting_embedder()
+
+    class MeanRouter(LookupRouter):  # per-strategy means: needs no exact feature rows
+        def fit(self, X, Y, tokens=None, latency=None):
+            super().fit(X, Y, tokens=tokens, latency=latency)
+            self.A_ = np.asarray(Y, dtype=float).mean(axis=0) + [0, 0.01, 0.02]
+            return self
+
+        def predict_accuracy(self, X):
+            return np.tile(self.A_, (len(X), 1))
+
+    rep = evaluate(toy_runs(), encoder=counting(), router=MeanRouter(), cv=3,
+                   progress=False, n_boot=0)
+    assert counting.embedded == [24]
+    assert rep.n_test == 24
+    assert rep.fitted_encoder.n_features_out_ == 384
+    rep1 = evaluate(toy_runs(), encoder=counting(), router=MeanRouter(), progress=False,
+                    n_boot=0)
+    assert counting.embedded == [24, 24]
+    assert rep1.n_test == 6
+
+
 @pytest.mark.parametrize("cv", [1, 0, 2.5, True, 13])
 def test_cross_fitting_bad_cv(cv):
     with pytest.raises(ValueError, match="cv"):

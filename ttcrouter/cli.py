@@ -80,15 +80,36 @@ def _split_names(text: str) -> list:
     return re.split(r",(?=\s*[a-z_]+@)", text)
 
 
+ENCODER_ALIASES = ("generator", "minilm")
+
+
 def _make_encoder(args):
     from .embedding import EmbeddingTransformer
 
     kw = {}
-    if getattr(args, "encoder", None):
-        kw["model"] = args.encoder
+    name = getattr(args, "encoder", None)
+    if name == "generator":
+        # the generator's own hidden states, as the paper embeds with its generator's family
+        from .models import embedded_generator_path
+
+        kw["model"] = str(embedded_generator_path())
+    elif name and name != "minilm":
+        kw["model"] = name
     if getattr(args, "pooling", None):
         kw["pooling"] = args.pooling
     return EmbeddingTransformer(**kw)
+
+
+def _make_router(args, random_state=None):
+    """The UtilityRouter the flags ask for (``--per-query-costs``), or None for the default."""
+    if not getattr(args, "per_query_costs", False):
+        return None
+    from .costs import CostTable
+    from .probe import ProbeClassifier
+    from .router import UtilityRouter
+
+    return UtilityRouter(probe=ProbeClassifier(random_state=random_state),
+                         costs=CostTable(per_query=True))
 
 
 def _cheapest(summary, what: str):
@@ -167,11 +188,12 @@ def _fit_router(runs, args):
     n_q = len(summary)
     _info(f"{n_q} queries x {len(summary.strategies)} strategies; embedding the queries")
     t0 = time.perf_counter()
+    base = _make_router(args, random_state=args.seed) or UtilityRouter()
     if budget:
-        router = _tuned_router(summary, encoder, budget, args)
+        router = _tuned_router(summary, base, budget, args)
     else:
-        router = UtilityRouter(lambda_tokens=args.lambda_tokens,
-                               lambda_latency=args.lambda_latency)
+        router = base.set_params(lambda_tokens=args.lambda_tokens,
+                                 lambda_latency=args.lambda_latency)
     pipe = Pipeline([("embed", encoder), ("router", router)])
     _info("fitting the router")
     pipe.fit(summary.texts, summary.Y, router__tokens=summary.T, router__latency=summary.L)
@@ -180,13 +202,13 @@ def _fit_router(runs, args):
     return pipe, meta
 
 
-def _tuned_router(summary, encoder, budget, args):
+def _tuned_router(summary, router, budget, args):
     """UtilityRouterCV resolving the budget (the lambdas are chosen inside its fit)."""
     try:
         from .tuning import UtilityRouterCV
     except ImportError as exc:
         raise CLIError(f"Budgets need ttcrouter.tuning.UtilityRouterCV ({exc}).") from exc
-    return UtilityRouterCV(**budget, random_state=args.seed)
+    return UtilityRouterCV(router=router, **budget, random_state=args.seed)
 
 
 def cmd_fit(args) -> int:
@@ -209,9 +231,11 @@ def cmd_fit(args) -> int:
 def _run_evaluation(runs, args, report_dir):
     from .evaluation import evaluate
 
+    cv = getattr(args, "cv", None) or None  # --cv 0: one split
     report = evaluate(_aggregate(runs, args), test_size=args.test_size, random_state=args.seed,
-                      encoder=_make_encoder(args), report_dir=report_dir, progress=True,
-                      cv=getattr(args, "cv", None))
+                      encoder=_make_encoder(args),
+                      router=_make_router(args, random_state=args.seed),
+                      report_dir=report_dir, progress=True, cv=cv)
     print(report.summary())
     print(f"\nreport written to {Path(report_dir) / 'report.md'}")
     return report
@@ -261,6 +285,9 @@ def cmd_demo(args) -> int:
     if not args.strategies:
         args.strategies = _widely_run_strategies(runs)
     report = _run_evaluation(runs, args, args.report)
+    fitted_on = ("training split of the demo" if not args.cv else
+                 f"the last of the demo's {args.cv} cross-fitting folds "
+                 f"(~{report.n_train} queries)")
     try:  # keep the router fitted on the training queries, for `ttcrouter route`
         from sklearn.pipeline import Pipeline
 
@@ -271,8 +298,8 @@ def cmd_demo(args) -> int:
                              ("router", report.fitted_router)])
             out = save_router(pipe, Path(args.report) / "router.joblib",
                               metadata={"runs": str(path) if path else "synthetic",
-                                        "fitted_on": "training split of the demo"})
-            print(f"router (fitted on the training split) saved to {out}")
+                                        "fitted_on": fitted_on})
+            print(f"router (fitted on {fitted_on}) saved to {out}")
     except Exception as exc:  # noqa: BLE001 - the report is what the demo is for
         _info(f"could not save the demo router: {exc}")
     print(f"demo finished in {time.perf_counter() - t0:.1f}s")
@@ -363,14 +390,21 @@ def cmd_collect(args) -> int:
 # parser
 # ---------------------------------------------------------------------------------------
 
-def _add_encoder(p):
-    p.add_argument("--encoder", default=None, metavar="MODEL",
-                   help="encoder model folder or name for EmbeddingTransformer "
-                        "(default: the embedded all-MiniLM-L6-v2)")
+def _add_encoder(p, demo=False):
+    default = "generator" if demo else "minilm"
+    p.add_argument("--encoder", default=default, metavar="MODEL",
+                   help="encoder for EmbeddingTransformer: a model folder or cached name, "
+                        "'minilm' (the embedded all-MiniLM-L6-v2) or 'generator' (the "
+                        "hidden states of the embedded generator SmolLM2-135M-Instruct, as "
+                        f"the paper embeds with its generator's family) (default: {default})")
     p.add_argument("--pooling", choices=("mean", "cls", "last"), default=None,
                    help="how the encoder's token states become one vector: mean (sentence "
                         "encoders, the default), cls (BERT) or last (decoder models such as "
                         "Qwen2.5, as in the paper)")
+    p.add_argument("--per-query-costs", action=argparse.BooleanOptionalAction, default=demo,
+                   help="predict each query's tokens and latency with CostTable(per_query="
+                        "True) (a ridge regression on the embedding) instead of each "
+                        f"strategy's mean cost (default: {'on' if demo else 'off'})")
 
 
 def _add_strategies(p):
@@ -379,14 +413,31 @@ def _add_strategies(p):
                         "runs table); queries lacking a run of one of them are left out")
 
 
-def _add_split(p, default_report):
+def _add_split(p, default_report, demo=False):
     p.add_argument("--report", default=default_report, metavar="DIR",
                    help=f"report directory (default: {default_report})")
     p.add_argument("--test-size", type=float, default=0.25,
-                   help="share of queries held out for testing (default: 0.25)")
+                   help="share of queries held out for testing when --cv is 0 or not given "
+                        "(default: 0.25)")
     p.add_argument("--seed", type=int, default=0, help="seed of the query split (default: 0)")
-    _add_encoder(p)
+    cv = 4 if demo else None
+    p.add_argument("--cv", type=_cv_folds, default=cv, metavar="K",
+                   help="cross-fitting over K query folds instead of one split: every query "
+                        "is tested once, by a router fitted on the other folds; 0 means one "
+                        f"split of --test-size (default: {cv or 0})")
+    _add_encoder(p, demo=demo)
     _add_strategies(p)
+
+
+def _cv_folds(text):
+    try:
+        k = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of folds, got {text!r}")
+    if k == 1 or k < 0:
+        raise argparse.ArgumentTypeError(
+            f"--cv takes 0 (one split) or K >= 2 folds, got {k}")
+    return k
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -421,16 +472,15 @@ def build_parser() -> argparse.ArgumentParser:
                                    "queries; writes metrics.json, report.md and plots.")
     p.add_argument("runs", help="runs table (.parquet or .jsonl)")
     _add_split(p, "ttcrouter-report")
-    p.add_argument("--cv", type=int, default=None, metavar="K",
-                   help="cross-fitting over K query folds instead of one split: every query "
-                        "is tested once, by a router fitted on the other folds")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="fit and evaluate on the runs table shipped with ttcrouter",
                        description="Evaluate the router on the shipped runs table "
-                                   f"(ttcrouter/data/{SHIPPED_RUNS}) with the embedded "
-                                   "encoder and write a report.")
-    _add_split(p, DEFAULT_DEMO_REPORT)
+                                   f"(ttcrouter/data/{SHIPPED_RUNS}) and write a report. "
+                                   "Defaults: 4-fold cross-fitting over the 400 queries, "
+                                   "queries embedded with the embedded generator's hidden "
+                                   "states (mean pooling), per-query cost predictions.")
+    _add_split(p, DEFAULT_DEMO_REPORT, demo=True)
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("route", help="route questions and run the chosen strategy",

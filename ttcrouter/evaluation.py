@@ -481,8 +481,8 @@ def _markdown(rep: EvaluationReport) -> str:
         f"{len(rep.strategies)} strategies. Encoder: `{cfg.get('encoder')}`. "
         f"Router: `{cfg.get('router')}`. ttcrouter {__version__}.",
         "",
-        "All numbers below are measured on the test queries only; the router and the "
-        "encoder never saw them. The oracle knows each test query's true accuracy and "
+        "All numbers below are measured on the test queries only; the router never saw "
+        "their outcomes (a frozen encoder embeds them but learns nothing). The oracle knows each test query's true accuracy and "
         "costs for every strategy: it is an upper bound, not an achievable policy.",
         "",
         "## Headline",
@@ -591,11 +591,25 @@ def _sweep(A, T, L, lambda_tokens, lambda_latency):
                      for lt, ll in zip(lambda_tokens, lambda_latency)])
 
 
-def _fit_predict(encoder, router, texts, Y, T, L, tr, te, strategies):
-    """Fit clones of the encoder and router on ``tr``; predicted A, T, L on ``te``."""
-    encoder = clone(encoder)
-    E_train = np.asarray(encoder.fit_transform(list(texts[tr])))
-    E_test = np.asarray(encoder.transform(list(texts[te])))
+def _learns_from_queries(encoder) -> bool:
+    """False for an encoder whose ``fit`` learns nothing from the texts (a frozen model)."""
+    from .embedding import EmbeddingTransformer
+
+    return not isinstance(encoder, EmbeddingTransformer)
+
+
+def _fit_predict(encoder, router, texts, Y, T, L, tr, te, strategies, E=None):
+    """Fit clones of the encoder and router on ``tr``; predicted A, T, L on ``te``.
+
+    ``E``, when given, holds the features of every query from an encoder fitted once
+    (``encoder`` is then that fitted encoder and is not refitted).
+    """
+    if E is None:
+        encoder = clone(encoder)
+        E_train = np.asarray(encoder.fit_transform(list(texts[tr])))
+        E_test = np.asarray(encoder.transform(list(texts[te])))
+    else:
+        E_train, E_test = E[tr], E[te]
     router = clone(router)
     frame = lambda M, rows: pd.DataFrame(M[rows], columns=strategies)  # noqa: E731
     router.fit(E_train, frame(Y, tr), tokens=frame(T, tr), latency=frame(L, tr))
@@ -646,7 +660,9 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
     encoder : transformer, default=None
         Maps the list of query strings to features; ``None`` means
         ``EmbeddingTransformer()`` (the embedded MiniLM encoder). Cloned, fitted on the
-        training queries only.
+        training queries only. An :class:`~ttcrouter.EmbeddingTransformer` learns nothing
+        from the texts (its model is frozen), so it embeds every query once, whatever
+        ``cv``; any other encoder is fitted on each fold's training queries.
     router : UtilityRouter, default=None
         ``None`` means ``UtilityRouter(probe=ProbeClassifier(random_state=random_state))``.
         Cloned and fitted once on the training queries; its own lambdas are ignored (the
@@ -726,11 +742,16 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
             else f"{cv} folds of ~{len(folds[0][0])} training queries (cross-fitting)")
     stages.start("fit", f"embedding and fitting the router on {what}")
     te = np.concatenate([f[1] for f in folds])
+    E = None
+    if not _learns_from_queries(encoder):
+        # a frozen model embeds a query the same in every fold: embed each query once
+        encoder = clone(encoder)
+        E = np.asarray(encoder.fit_transform(list(texts)))
     A_hat, T_hat, L_hat = (np.empty((len(te), len(strategies))) for _ in range(3))
     at = 0
     for f_tr, f_te in folds:
         a, t, l_, fitted_encoder, fitted_router = _fit_predict(
-            encoder, router, texts, Y, T, L, f_tr, f_te, strategies)
+            encoder, router, texts, Y, T, L, f_tr, f_te, strategies, E=E)
         A_hat[at:at + len(f_te)], T_hat[at:at + len(f_te)], L_hat[at:at + len(f_te)] = a, t, l_
         at += len(f_te)
     tr = folds[0][0] if cv is None else np.arange(n_q)
