@@ -1,9 +1,10 @@
 """Evaluate on the shipped runs table and write docs/results.md (plus its plots).
 
-Run: python docs/make_results.py [RUNS] [--seed N] [--test-size F]
+Run: python docs/make_results.py [RUNS] [--seed N] [--test-size F] [--cv K]
 
-It runs exactly what ``ttcrouter evaluate RUNS --report docs/results --seed N`` runs, then
-renders the numbers into docs/results.md. The verdicts in the text are computed from the
+It runs exactly what ``ttcrouter demo --report docs/results --seed N`` runs (and the plain
+setup, and every configuration over several seeds), then renders the numbers into
+docs/results.md. The verdicts in the text are computed from the
 numbers, not written by hand.
 """
 
@@ -33,17 +34,39 @@ def table(rows, cols):
     return "\n".join(out)
 
 
-def section(summary, runs, prov, shown, args, report_dir, cmd_extra, title, cv=None):
+def _setup(seed, per_query_costs=False, prune=True, generator_encoder=False):
+    """(encoder, router) of one configuration; None encoder: EmbeddingTransformer()."""
+    from ttcrouter import CostTable, EmbeddingTransformer, ProbeClassifier, UtilityRouter
+    from ttcrouter.models import embedded_generator_path
+
+    encoder = None
+    if generator_encoder:
+        encoder = EmbeddingTransformer(model=str(embedded_generator_path()), pooling="mean")
+    router = UtilityRouter(probe=ProbeClassifier(random_state=seed),
+                           costs=CostTable(per_query=per_query_costs), prune_dominated=prune)
+    return encoder, router
+
+
+def _setup_text(per_query_costs=False, prune=True, generator_encoder=False):
+    enc = ("the embedded generator's hidden states (SmolLM2-135M-Instruct, mean pooling: "
+           "`--encoder generator`)" if generator_encoder else "the embedded all-MiniLM-L6-v2")
+    costs = ("per-query costs (`CostTable(per_query=True)`: ridge regression of log cost on the "
+             "embedding)" if per_query_costs else "per-strategy mean costs")
+    prune_text = ("strategies dominated on the training queries left out" if prune else
+                  "no pruning")
+    return (f"Encoder: {enc}; router: `UtilityRouter` with a calibrated MLP probe seeded with "
+            f"the split seed, {costs}, {prune_text}.")
+
+
+def section(summary, runs, prov, shown, args, report_dir, cmd, title, cv=None, **setup):
     from ttcrouter.evaluation import evaluate
 
     repeats = runs[runs["strategy"].isin(summary.strategies)].groupby(["query_id", "strategy"]).size()
+    encoder, router = _setup(args.seed, **setup)
     t0 = time.perf_counter()
     rep = evaluate(summary, test_size=args.test_size, random_state=args.seed,
-                   report_dir=report_dir, cv=cv)
+                   report_dir=report_dir, cv=cv, encoder=encoder, router=router)
     wall = time.perf_counter() - t0
-    split = f"--cv {cv}" if cv else f"--test-size {args.test_size}"
-    cmd = (f"ttcrouter evaluate {shown} --report docs/{report_dir.name} "
-           f"--seed {args.seed} {split}{cmd_extra}")
 
     static_rows = []
     for name, r in rep.static.sort_values("mean_tokens").iterrows():
@@ -115,9 +138,7 @@ strategies, {', '.join(map(str, per_cell))} run(s) per (query, strategy) cell.
 Model: {prov.get('model', 'see provenance')}; backend: {prov.get('backend', 'see provenance')};
 scorer: {prov.get('scorer', 'see provenance')}; latency: {prov.get('latency_method', 'see provenance')}
 (see `docs/collection.md`). These are real executions on CPU, not synthetic outcomes. {split_text}
-Encoder: the embedded all-MiniLM-L6-v2;
-router: `UtilityRouter()` with its defaults (calibrated MLP probe seeded with the split seed,
-per-strategy mean costs, strategies dominated on the training queries left out).
+{_setup_text(**setup)}
 
 **Caveat on size.** With {rep.n_test} test queries and {per_cell[0]} run(s) per cell, one query
 moves an accuracy by {1 / rep.n_test:.3f}: differences below that are noise, and the router
@@ -174,18 +195,12 @@ The full report (all sweeps, metrics.json) is in `docs/{report_dir.name}/`.
 def robustness(summary, args, seeds, cv=None, per_query_costs=False, prune=True,
                generator_encoder=False) -> str:
     """The headline numbers over several query splits (one evaluation per seed)."""
-    from ttcrouter import CostTable, EmbeddingTransformer, ProbeClassifier, UtilityRouter
     from ttcrouter.evaluation import evaluate
-    from ttcrouter.models import embedded_generator_path
 
-    encoder = None
-    if generator_encoder:
-        encoder = EmbeddingTransformer(model=str(embedded_generator_path()), pooling="mean")
     rows, cells = [], []
     for seed in seeds:
-        router = UtilityRouter(probe=ProbeClassifier(random_state=seed),
-                               costs=CostTable(per_query=per_query_costs),
-                               prune_dominated=prune)
+        encoder, router = _setup(seed, per_query_costs=per_query_costs, prune=prune,
+                                 generator_encoder=generator_encoder)
         rep = evaluate(summary, test_size=args.test_size, random_state=seed, progress=False,
                        cv=cv, router=router, encoder=encoder)
         gaps = rep.gap_closed["gap_closed"].dropna()
@@ -218,8 +233,10 @@ def robustness(summary, args, seeds, cv=None, per_query_costs=False, prune=True,
         what += ", router with per-query costs (`CostTable(per_query=True)`)"
     if generator_encoder:
         what += (", queries embedded by the generator itself (SmolLM2-135M-Instruct hidden "
-                 "states, mean-pooled: `--encoder <generator folder> --pooling mean`; the paper "
-                 "embeds with the generator family too)")
+                 "states, mean-pooled: `--encoder generator`; the paper embeds with the "
+                 "generator family too)")
+    if per_query_costs and generator_encoder and cv == 4 and prune:
+        what = "the demo's configuration: " + what
     if not prune:
         what += (", router without pruning (`UtilityRouter(prune_dominated=False)`, the "
                  "paper's rule: every strategy is a candidate)")
@@ -298,31 +315,47 @@ def main(argv=None) -> int:
     parallel = [n for n in summary.strategies if not n.startswith("beam_search")]
     par = aggregate_runs(runs, strategies=parallel)
     text = (f"# Results on the shipped runs table\n\nGenerated by `python docs/make_results.py` "
-            f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The evaluations: all "
-            f"strategies on one query split (what `ttcrouter demo` runs); when beam search was "
-            f"run on fewer queries, the parallel strategies on every query; all strategies with "
-            f"{args.cv}-fold cross-fitting (every query a test query once, so less noise); and "
-            f"both over several seeds.\n\n")
-    body, line = section(summary, runs, prov, shown, args, DOCS / "results", "",
-                         "## All strategies")
+            f"on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The evaluations: what "
+            f"`ttcrouter demo` runs ({args.cv}-fold cross-fitting, every query a test query "
+            f"once; the generator's hidden states as the encoder; per-query costs); the plain "
+            f"setup (MiniLM encoder, per-strategy mean costs) on one query split and with "
+            f"cross-fitting; when beam search was run on fewer queries, the parallel strategies "
+            f"on every query; and each over several seeds.\n\n")
+    demo = dict(per_query_costs=True, generator_encoder=True)
+    body, line = section(summary, runs, prov, shown, args, DOCS / "results",
+                         f"ttcrouter demo --report docs/results --seed {args.seed} --cv {args.cv}"
+                         f"\n# the same on any runs table:\n# ttcrouter evaluate {shown} --cv "
+                         f"{args.cv} --encoder generator --per-query-costs",
+                         f"## The demo: {args.cv}-fold cross-fitting, generator encoder, "
+                         f"per-query costs", cv=args.cv, **demo)
     lines = [line]
+    plain = f"ttcrouter evaluate {shown} --seed {args.seed}"
+    more, line = section(summary, runs, prov, shown, args, DOCS / "results_split",
+                         f"{plain} --report docs/results_split --test-size {args.test_size}",
+                         "## The plain setup on one split (MiniLM encoder, mean costs)")
+    body += "\n" + more
+    lines.append(line)
     if len(par) > len(summary) and parallel:
         names = ",".join(par.strategies)
         more, line = section(par, runs, prov, shown, args, DOCS / "results_parallel",
-                             f" --strategies {names}",
+                             f"{plain} --report docs/results_parallel --test-size "
+                             f"{args.test_size} --strategies {names}",
                              "## Parallel strategies only (best-of-N, majority, weighted "
                              "majority), every query")
         body += "\n" + more
         lines.append(line)
-    more, line = section(summary, runs, prov, shown, args, DOCS / "results_cv", "",
-                         f"## All strategies, {args.cv}-fold cross-fitting", cv=args.cv)
+    more, line = section(summary, runs, prov, shown, args, DOCS / "results_cv",
+                         f"{plain} --report docs/results_cv --cv {args.cv}",
+                         f"## The plain setup with {args.cv}-fold cross-fitting", cv=args.cv)
     body += "\n" + more
     lines.append(line)
     if args.robust_seeds:
         body += ("\n## Robustness: other seeds\n\nEach seed gives another split of the "
                  "queries and another probe initialisation, so the spread between rows is what "
                  "a single evaluation cannot show.\n\n"
-                 + robustness(summary, args, args.robust_seeds)
+                 + robustness(summary, args, args.robust_seeds, cv=args.cv, **demo)
+                 + "\n" + robustness(summary, args, args.robust_seeds, **demo)
+                 + "\n" + robustness(summary, args, args.robust_seeds)
                  + "\n" + robustness(summary, args, args.robust_seeds, cv=args.cv)
                  + "\n" + robustness(summary, args, args.robust_seeds, cv=args.cv,
                                       per_query_costs=True)
