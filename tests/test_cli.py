@@ -9,7 +9,9 @@ import joblib
 import pytest
 
 import ttcrouter
-from ttcrouter.cli import main, read_questions
+from ttcrouter.cli import main
+from ttcrouter.commands import read_questions, widely_run_strategies
+from ttcrouter.persistence import load_router, router_lambda
 from ttcrouter.runs import write_runs
 from ttcrouter.synthetic import make_synthetic_runs
 
@@ -100,7 +102,7 @@ def test_missing_runs_file(tmp_path, capsys):
 def test_bad_router_version(tmp_path, capsys):
     from sklearn.linear_model import LogisticRegression
 
-    from ttcrouter.serving import save_router
+    from ttcrouter.persistence import save_router
 
     good = save_router(LogisticRegression().fit([[0.0], [1.0]], [0, 1]), tmp_path / "r.joblib")
     payload = joblib.load(good)
@@ -179,9 +181,13 @@ def test_fit_to_a_latency_budget(runs_file, tmp_path, capsys):
     out = tmp_path / "budget.joblib"
     assert main(["fit", str(runs_file), "--out", str(out),
                  "--max-mean-latency", f"{budget:.4f}"]) == 0
-    meta = joblib.load(out)["metadata"]
+    bundle = load_router(out)
+    meta = bundle["metadata"]
     assert meta["max_mean_latency"] == pytest.approx(budget, rel=1e-3)
-    assert meta["lambda_latency"] >= 0 and "lambda_tokens" in meta
+    # the most accurate strategy (beam search) is the slowest and over the budget, so the
+    # budget binds: the router pays for latency, and routes with the lambda it recorded
+    assert meta["lambda_latency"] > 0 and "lambda_tokens" in meta
+    assert meta["lambda_latency"] == router_lambda(bundle["router"], "lambda_latency")
     assert "router saved to" in capsys.readouterr().out
     # fixed lambdas and a budget together are refused
     assert main(["fit", str(runs_file), "--out", str(out), "--lambda-tokens", "0.1",
@@ -201,19 +207,18 @@ def test_fit_on_a_subset_of_strategies(runs_file, tmp_path, capsys):
 
 
 def test_demo_drops_strategies_run_on_few_queries(capsys):
-    from ttcrouter.cli import _widely_run_strategies
+    from ttcrouter.cli import configure_logging
 
+    configure_logging()  # messages reach stderr as under `ttcrouter demo`
     runs = make_synthetic_runs(20, strategies=STRATEGIES, repeats=1, random_state=0)
-    assert _widely_run_strategies(runs) is None
+    assert widely_run_strategies(runs) is None
     late = (runs["strategy"] == "beam_search@n=4,w=2") & (runs["query_id"] > "syn-00005")
-    assert _widely_run_strategies(runs[~late]) == "majority_vote@n=1,majority_vote@n=4"
+    assert widely_run_strategies(runs[~late]) == "majority_vote@n=1,majority_vote@n=4"
     assert "beam_search@n=4,w=2 (6 queries)" in capsys.readouterr().err
 
 
 @pytest.mark.slow
 def test_fit_with_encoder_pooling(runs_file, tmp_path, capsys):
-    from ttcrouter.serving import load_router
-
     out = tmp_path / "cls.joblib"
     assert main(["fit", str(runs_file), "--out", str(out), "--pooling", "cls"]) == 0
     pipe = load_router(out)["router"]
@@ -240,8 +245,6 @@ def test_bad_pooling_is_a_usage_error(runs_file, capsys):
 
 @pytest.mark.slow
 def test_per_query_costs_and_single_split_flags(runs_file, tmp_path, capsys):
-    from ttcrouter.serving import load_router
-
     out = tmp_path / "pq.joblib"
     assert main(["fit", str(runs_file), "--out", str(out), "--per-query-costs"]) == 0
     router = load_router(out)["router"].named_steps["router"]
@@ -262,3 +265,54 @@ def test_bad_cv_is_a_usage_error(runs_file, bad, capsys):
         main(["evaluate", str(runs_file), "--cv", bad])
     assert exc.value.code == 2
     assert "--cv" in capsys.readouterr().err
+
+
+def test_help_and_usage_errors_do_not_import_the_estimators():
+    """The command line parses before it imports: --help never loads sklearn or pandas."""
+    code = ("import sys; from ttcrouter.cli import build_parser; build_parser(); "
+            "print(sorted(m for m in ('ttcrouter.commands', 'ttcrouter.serving', 'pandas') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "ttcrouter.commands" not in out.stdout and "ttcrouter.serving" not in out.stdout
+
+
+def test_messages_go_to_stderr_and_verbosity(runs_file, tmp_path, capsys):
+    out = tmp_path / "r.joblib"
+    assert main(["-q", "fit", str(runs_file), "--out", str(out), "--max-mean-latency",
+                 "-1"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""  # errors are not results
+    assert captured.err.strip() == ("ttcrouter: error: --max-mean-latency == -1.0, must be "
+                                    "> 0.")
+    import logging
+
+    assert logging.getLogger("ttcrouter").level == logging.WARNING
+    main(["fit", "-v", str(tmp_path / "none.parquet")])
+    assert logging.getLogger("ttcrouter").level == logging.DEBUG
+    assert os.environ["VLLM_LOGGING_STREAM"] == "ext://sys.stderr"
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_route_json_on_vllm_writes_one_json_line(router_file):
+    """`ttcrouter route --json q > out.json`: stdout holds the one JSON line and nothing else
+    (vLLM's engine logs go to stderr), and the router's load is reported apart."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VLLM_LOGGING")}
+    env.update(HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE=env.get("VLLM_CPU_KVCACHE_SPACE", "2"))
+    proc = subprocess.run([sys.executable, "-m", "ttcrouter.cli", "route", "--router",
+                           str(router_file), "--max-tokens", "16", "--json", "What is 7 + 8?"],
+                          capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert len(lines) == 1, proc.stdout[:3000]
+    rec = json.loads(lines[0])
+    assert rec["question"] == "What is 7 + 8?" and rec["strategy"] in STRATEGIES
+    assert rec["error"] is None and rec["tokens"] > 0
+    # loading the encoder (seconds) is reported once, apart from routing this question (ms)
+    assert rec["load_s"] > rec["route_latency_s"] > 0
+    assert rec["route_latency_s"] < 1.0
+    assert rec["engine_start_s"] > 0
+    assert "[ttcrouter] routing 1 question(s)" in proc.stderr
+    assert "vllm" in proc.stderr.lower()  # the engine's log went to stderr

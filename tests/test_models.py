@@ -96,4 +96,5 @@ def test_conversion_concurrent_and_loadable(tmp_path):
     ids = tok(text, return_tensors="pt", add_special_tokens=False)
     out = model.generate(**ids, max_new_tokens=8, do_sample=False)
     answer = tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
-    assert "5" in answer or len(answer.strip()) > 0  # a real model answers, not noise
+    # greedy decoding: the converted model answers the sum (noise or garbage would not)
+    assert "5" in answer, answer

@@ -37,7 +37,7 @@ _EXPORTS = {
     "EmbeddingTransformer": "embedding",
     "ProbeClassifier": "probe",
     "soft_to_weighted": "probe",
-    "default_encoder_path": "embedding",
+    "default_encoder_path": "models",
     "CostTable": "costs",
     "UtilityRouter": "router",
     "UtilityRouterCV": "tuning",
@@ -66,8 +66,9 @@ _EXPORTS = {
     "evaluate": "evaluation",
     "EvaluationReport": "evaluation",
     "RoutedExecutor": "serving",
-    "save_router": "serving",
-    "load_router": "serving",
+    "save_router": "persistence",
+    "load_router": "persistence",
+    "RouterFileError": "persistence",
 }
 
 __all__ = ["__version__", *_EXPORTS]

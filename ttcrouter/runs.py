@@ -36,6 +36,7 @@ __all__ = [
     "aggregate_runs",
     "split_queries",
     "train_test_split_runs",
+    "strategy_sort_key",
 ]
 
 RUN_COLUMNS = (
@@ -325,7 +326,7 @@ def aggregate_runs(runs: pd.DataFrame, strategies=None, *, missing: str = "drop"
     df = validate_runs(runs)
     ok = df[df["error"].isna()]
     if strategies is None:
-        strategies = sorted(ok["strategy"].unique(), key=_strategy_sort_key)
+        strategies = sorted(ok["strategy"].unique(), key=strategy_sort_key)
     else:
         strategies = [parse_strategy(s).name for s in strategies]
         unknown = sorted(set(strategies) - set(ok["strategy"].unique()))
@@ -363,7 +364,8 @@ def aggregate_runs(runs: pd.DataFrame, strategies=None, *, missing: str = "drop"
                        counts=mats["n"].fillna(0).astype(int))
 
 
-def _strategy_sort_key(name: str):
+def strategy_sort_key(name: str):
+    """Sort key of a strategy name: method (in ``METHODS`` order), n, beam width, name."""
     from .strategies import METHODS
 
     spec = parse_strategy(name)

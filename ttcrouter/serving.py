@@ -1,4 +1,4 @@
-"""Route questions with a fitted router and run the chosen strategy on a real model.
+"""Routed execution: route each question with a fitted router, then run the chosen strategy.
 
 :class:`RoutedExecutor` is what a user calls in a loop::
 
@@ -7,210 +7,43 @@
         result = routed(question)
         print(result.strategy, result.answer, result.tokens, result.latency_s)
 
-Router files are written by :func:`save_router` and read by :func:`load_router`: a joblib
-file holding a small header (format, ttcrouter and scikit-learn versions, metadata) and the
-pickled router. The header is read and checked first, so a file made by an incompatible
-ttcrouter version fails with a message naming both versions instead of an unpickling error.
+Three times are reported apart: ``load_s`` (loading the router's models, once),
+``route_latency_s`` (choosing the strategy for one question: embedding and router) and
+``latency_s`` (running the chosen strategy). Starting the generator is ``engine_start_s``,
+counted in none of them. Router files are read and written by :mod:`ttcrouter.persistence`;
+``save_router``, ``load_router``, ``RouterFileError`` and ``ROUTER_FORMAT`` are re-exported
+here for code written before it existed.
 """
 
 from __future__ import annotations
 
-import io
-import platform
 import time
-import warnings
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
-import joblib
 import numpy as np
+from sklearn.pipeline import Pipeline
 
-from ._version import __version__
+from .executors.base import GenerationRequest
+from .executors.hf_backend import TransformersGenerator
+from .executors.openai_backend import OpenAIGenerator
+from .executors.runner import StrategyExecutor
+from .executors.vllm_backend import VLLMGenerator
+from .persistence import ROUTER_FORMAT, RouterFileError, load_router, router_metadata, save_router
 
 __all__ = [
     "RoutedResult",
     "RoutedExecutor",
+    # re-exported from ttcrouter.persistence (their home since issue 13)
     "RouterFileError",
     "save_router",
     "load_router",
     "ROUTER_FORMAT",
 ]
 
-#: Value of the ``format`` key of a router file.
-ROUTER_FORMAT = "ttcrouter-router/1"
+#: Question routed once to load the router's models before timing any real question.
+_LOAD_QUESTION = "What is 1 + 1?"
 
-
-class RouterFileError(ValueError):
-    """A router file is missing, not a ttcrouter router, or from an incompatible version."""
-
-
-# ---------------------------------------------------------------------------------------
-# save / load
-# ---------------------------------------------------------------------------------------
-
-def _major_minor(version: str) -> tuple:
-    parts = str(version).split("+")[0].split(".")
-    out = []
-    for p in parts[:2]:
-        digits = "".join(ch for ch in p if ch.isdigit())
-        out.append(int(digits) if digits else 0)
-    return tuple(out + [0] * (2 - len(out)))
-
-
-def _compatible(made_by: str, running: str) -> bool:
-    """Same major version, and for 0.x the same minor version too."""
-    a, b = _major_minor(made_by), _major_minor(running)
-    return a == b if a[0] == 0 else a[0] == b[0]
-
-
-def _final_step(router):
-    steps = getattr(router, "steps", None)
-    return steps[-1][1] if steps else router
-
-
-def _router_lambda(final, name):
-    """The lambda a fitted router routes with (tuned routers: the chosen one)."""
-    for value in (getattr(final, f"best_{name}_", None),
-                  getattr(getattr(final, "best_estimator_", None), name, None),
-                  getattr(final, name, None)):
-        if value is not None:
-            return float(value)
-    return None
-
-
-def _router_metadata(router) -> dict:
-    """Strategies, lambdas and encoder of a fitted router (best effort, JSON-ready)."""
-    meta = {}
-    final = _final_step(router)
-    strategies = getattr(final, "strategies_", None)
-    if strategies is None and hasattr(final, "best_estimator_"):
-        strategies = getattr(final.best_estimator_, "strategies_", None)
-    if strategies is not None:
-        meta["strategies"] = [str(s) for s in strategies]
-    for name in ("lambda_tokens", "lambda_latency"):
-        value = _router_lambda(final, name)
-        if value is not None:
-            meta[name] = value
-    for name in ("max_mean_latency", "max_mean_tokens"):
-        if getattr(final, name, None) is not None:
-            meta[name] = float(getattr(final, name))
-    steps = getattr(router, "steps", None)
-    if steps and len(steps) > 1:
-        meta["encoder"] = " ".join(repr(steps[0][1]).split())[:300]
-    meta["router"] = " ".join(repr(final).split())[:300]
-    return meta
-
-
-def save_router(obj, path, metadata=None) -> Path:
-    """Save a fitted router (a Pipeline, or a router with its encoder) to a joblib file.
-
-    Parameters
-    ----------
-    obj : estimator
-        A fitted ``Pipeline([("embed", ...), ("router", UtilityRouter())])`` (strings in,
-        strategy names out), or a fitted router fed with features.
-    path : str or Path
-        Destination file (conventionally ``*.joblib``).
-    metadata : dict, optional
-        Extra JSON-ready facts (runs file, budget, ...). Strategies, lambdas and the encoder
-        are filled in from the router when not given.
-
-    Returns
-    -------
-    Path
-    """
-    import sklearn
-
-    meta = _router_metadata(obj)
-    meta.update(metadata or {})
-    buffer = io.BytesIO()
-    joblib.dump(obj, buffer)
-    payload = {
-        "format": ROUTER_FORMAT,
-        "ttcrouter_version": __version__,
-        "sklearn_version": sklearn.__version__,
-        "python_version": platform.python_version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "metadata": meta,
-        "router": buffer.getvalue(),
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    joblib.dump(payload, tmp)
-    tmp.replace(path)
-    return path
-
-
-def load_router(path) -> dict:
-    """Load a router file written by :func:`save_router`.
-
-    Parameters
-    ----------
-    path : str or Path
-
-    Returns
-    -------
-    dict
-        ``{"format", "ttcrouter_version", "sklearn_version", "python_version", "created",
-        "metadata", "router"}`` with ``router`` the fitted estimator.
-
-    Raises
-    ------
-    RouterFileError
-        If the file does not exist, is not a ttcrouter router file, was made by an
-        incompatible ttcrouter version (the message names the version that made it and the
-        one running), or cannot be unpickled here.
-    """
-    import sklearn
-
-    path = Path(path)
-    if not path.is_file():
-        raise RouterFileError(f"No router file at {str(path)!r}; make one with `ttcrouter fit`.")
-    try:
-        payload = joblib.load(path)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise RouterFileError(
-            f"{str(path)!r} is not a readable ttcrouter router file ({type(exc).__name__}: "
-            f"{exc}); make one with `ttcrouter fit` or ttcrouter.serving.save_router."
-        ) from exc
-    if not isinstance(payload, dict) or payload.get("format") != ROUTER_FORMAT:
-        raise RouterFileError(
-            f"{str(path)!r} is not a ttcrouter router file (expected format "
-            f"{ROUTER_FORMAT!r}); make one with `ttcrouter fit` or "
-            f"ttcrouter.serving.save_router(router, path)."
-        )
-    made_by = str(payload.get("ttcrouter_version"))
-    sk_made = str(payload.get("sklearn_version"))
-    if not _compatible(made_by, __version__):
-        raise RouterFileError(
-            f"Router file {str(path)!r} was made by ttcrouter {made_by} (scikit-learn "
-            f"{sk_made}); this is ttcrouter {__version__} (scikit-learn {sklearn.__version__}), "
-            f"which cannot read it. Refit it with `ttcrouter fit`, or install ttcrouter=={made_by}."
-        )
-    try:
-        router = joblib.load(io.BytesIO(payload["router"]))
-    except Exception as exc:  # noqa: BLE001
-        raise RouterFileError(
-            f"Router file {str(path)!r} (made by ttcrouter {made_by}, scikit-learn "
-            f"{sk_made}) cannot be loaded with scikit-learn {sklearn.__version__} "
-            f"({type(exc).__name__}: {exc}). Refit it with `ttcrouter fit`."
-        ) from exc
-    if sk_made != sklearn.__version__:
-        warnings.warn(
-            f"Router file {str(path)!r} was made with scikit-learn {sk_made}, running "
-            f"{sklearn.__version__}; predictions may differ. Refit to be safe.",
-            UserWarning, stacklevel=2,
-        )
-    out = dict(payload)
-    out["router"] = router
-    return out
-
-
-# ---------------------------------------------------------------------------------------
-# routed execution
-# ---------------------------------------------------------------------------------------
 
 @dataclass
 class RoutedResult:
@@ -232,12 +65,21 @@ class RoutedResult:
         by :class:`RoutedExecutor` is warmed up first); questions of a batch routed to the same
         strategy run together, and each reports that shared call's wall time.
     route_latency_s : float
-        Seconds spent choosing the strategy (embedding and router); in a batch, the batch's
-        routing time divided evenly over its questions.
+        Seconds spent choosing the strategy for this question: embedding it and running the
+        router. Never the loading of the router's models (see ``load_s``). In a batch, the
+        batch's routing time divided evenly over its questions.
     predicted_accuracy : float or None
         The router's predicted accuracy of the chosen strategy on this question.
     error : str or None
         Why execution failed (then answer is None); None when it ran.
+    load_s : float or None
+        Seconds the :class:`RoutedExecutor` spent loading the router's models (the encoder's
+        weights, the first call's imports) before routing its first question. Paid once per
+        RoutedExecutor and repeated in each of its results; not part of ``route_latency_s``.
+    engine_start_s : float or None
+        Seconds spent starting the generator (the warm-up of an executor the RoutedExecutor
+        built itself); paid once, repeated in each result; None when the executor was given
+        or not started. Not part of ``latency_s``.
     """
 
     question: str
@@ -249,6 +91,8 @@ class RoutedResult:
     route_latency_s: float = 0.0
     predicted_accuracy: float | None = None
     error: str | None = None
+    load_s: float | None = None
+    engine_start_s: float | None = None
 
     def to_dict(self) -> dict:
         """Plain dict (JSON-ready)."""
@@ -286,6 +130,13 @@ class RoutedExecutor:
         Extra arguments of the generator and of :class:`StrategyExecutor` (e.g.
         ``max_tokens``, ``step_delimiter``).
 
+    Attributes
+    ----------
+    load_s : float or None
+        Seconds :meth:`load` took to load the router's models; None before the first route.
+    engine_start_s : float or None
+        Seconds the warm-up of the executor built here took; None until it started.
+
     Examples
     --------
     >>> routed = RoutedExecutor(load_router("router.joblib"))  # doctest: +SKIP
@@ -301,7 +152,7 @@ class RoutedExecutor:
             self.metadata = dict(router.get("metadata") or {})
             router = router["router"]
         else:
-            self.metadata = _router_metadata(router)
+            self.metadata = router_metadata(router)
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}.")
         self.router = router
@@ -314,10 +165,10 @@ class RoutedExecutor:
         self.executor_kwargs = dict(executor_kwargs or {})
         self._executor = executor
         self._owns_executor = executor is None
+        self.load_s = None
+        self.engine_start_s = None
         steps = getattr(router, "steps", None)
         if steps:
-            from sklearn.pipeline import Pipeline
-
             self._features = Pipeline(steps[:-1]) if len(steps) > 1 else None
             self._final = steps[-1][1]
         else:
@@ -335,10 +186,13 @@ class RoutedExecutor:
     # -- executor -----------------------------------------------------------------------------
     @property
     def executor(self):
-        """The strategy executor (built and warmed up on first use when none was given)."""
+        """The strategy executor (built and warmed up on first use when none was given).
+
+        The warm-up's seconds are kept in ``engine_start_s``.
+        """
         if self._executor is None:
             self._executor = self._build_executor()
-            self.warm_up()
+            self.engine_start_s = self.warm_up()
         return self._executor
 
     def warm_up(self):
@@ -350,27 +204,17 @@ class RoutedExecutor:
         float
             Seconds the warm-up took.
         """
-        from .executors.base import GenerationRequest
-
         t0 = time.perf_counter()
         self.executor.generator.generate([GenerationRequest("Hi")], n=1, max_tokens=1)
         return time.perf_counter() - t0
 
     def _build_executor(self):
-        from .executors.runner import StrategyExecutor
-
         kw = dict(self.generator_kwargs)
         if self.backend == "vllm":
-            from .executors.vllm_backend import VLLMGenerator
-
             generator = VLLMGenerator(model=self.model, **kw)
         elif self.backend == "transformers":
-            from .executors.hf_backend import TransformersGenerator
-
             generator = TransformersGenerator(model=self.model, **kw)
         else:
-            from .executors.openai_backend import OpenAIGenerator
-
             if self.base_url is None:
                 raise ValueError("backend='openai' needs base_url (the server's /v1 URL).")
             if self.model is not None:
@@ -400,6 +244,24 @@ class RoutedExecutor:
         names = getattr(self._final, "strategies_", None) or self.metadata.get("strategies")
         return [str(s) for s in names] if names is not None else []
 
+    def load(self) -> float:
+        """Load the router's models by routing one throw-away question, once.
+
+        The first call of an encoder loads its weights (seconds); routing a question after
+        that takes milliseconds. :meth:`route` calls this first, so its timing never includes
+        the load.
+
+        Returns
+        -------
+        float
+            Seconds the load took (the same value on later calls); also in ``load_s``.
+        """
+        if self.load_s is None:
+            t0 = time.perf_counter()
+            self._route([_LOAD_QUESTION])
+            self.load_s = time.perf_counter() - t0
+        return self.load_s
+
     def route(self, questions):
         """Choose a strategy for each question without running it.
 
@@ -412,10 +274,16 @@ class RoutedExecutor:
         strategies : list of str
         predicted_accuracy : ndarray of shape (n_questions,) or None
         seconds : float
-            Wall-clock time of the routing.
+            Wall-clock time of routing these questions (embedding and router), after
+            :meth:`load`; the load itself is in ``load_s``.
         """
         questions = _check_questions(questions)
+        self.load()
         t0 = time.perf_counter()
+        choice, acc = self._route(questions)
+        return choice, acc, time.perf_counter() - t0
+
+    def _route(self, questions):
         X = self._features.transform(questions) if self._features is not None else questions
         choice = [str(s) for s in self._final.predict(X)]
         acc = None
@@ -426,7 +294,7 @@ class RoutedExecutor:
                 pos = {n: j for j, n in enumerate(names)}
                 acc = np.array([A[i, pos[s]] if s in pos else np.nan
                                 for i, s in enumerate(choice)])
-        return choice, acc, time.perf_counter() - t0
+        return choice, acc
 
     def route_batch(self, questions) -> list:
         """Route and run a batch of questions.
@@ -465,6 +333,8 @@ class RoutedExecutor:
                 r.tokens = int(getattr(out, "tokens", 0) or 0)
                 r.latency_s = float(getattr(out, "latency_s", 0.0) or 0.0)
                 r.error = getattr(out, "error", None)
+        for r in results:
+            r.load_s, r.engine_start_s = self.load_s, self.engine_start_s
         return results
 
     def __call__(self, question: str) -> RoutedResult:
