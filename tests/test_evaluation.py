@@ -355,18 +355,18 @@ def test_bootstrap_interval_of_the_frontier_check(report):
 
 
 def test_bootstrap_flags_a_router_clearly_below_static():
-    from ttcrouter.evaluation import _bootstrap_shortfalls
+    from ttcrouter.frontier import bootstrap_frontier_difference
 
     rng = np.random.default_rng(0)
     Y = np.column_stack([rng.random(200) < 0.3, rng.random(200) < 0.9]).astype(float)
     C = np.tile([1.0, 2.0], (200, 1))
     always_cheap = np.zeros((1, 200), dtype=int)      # never picks the good strategy
-    diffs = _bootstrap_shortfalls(always_cheap, Y, C, n_boot=300, seed=0)
+    diffs = bootstrap_frontier_difference(always_cheap, Y, C, n_boot=300, random_state=0)
     lo, hi = np.percentile(diffs, [5, 95], axis=0)
     assert hi[1] < 0                                   # clearly below at the dear budget
     assert lo[0] == hi[0] == 0                         # equal at the cheap one
-    same = _bootstrap_shortfalls(np.stack([np.zeros(200, int), np.ones(200, int)]), Y, C,
-                                 n_boot=300, seed=0)
+    same = bootstrap_frontier_difference(np.stack([np.zeros(200, int), np.ones(200, int)]), Y,
+                                         C, n_boot=300, random_state=0)
     np.testing.assert_allclose(same, 0.0)              # the router can be the static policy
 
 
