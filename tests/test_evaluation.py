@@ -395,3 +395,43 @@ def test_pruned_router_never_routes_to_a_dominated_strategy():
         share = pd.Series(pred).value_counts(normalize=True)
         row = rep.mix["tokens"].iloc[i]
         np.testing.assert_allclose(row[share.index].to_numpy(), share.to_numpy())
+
+
+def test_displays_plot_on_given_axes_and_return_themselves(report):
+    from matplotlib.figure import Figure
+
+    from ttcrouter.evaluation import FrontierDisplay, StrategyMixDisplay
+
+    rep, _ = report
+    fig = Figure()
+    ax = fig.add_subplot()
+    disp = FrontierDisplay.from_report(rep, axis="latency")
+    assert disp.plot(ax=ax) is disp
+    assert disp.ax_ is ax and disp.figure_ is fig
+    np.testing.assert_allclose(disp.static_cost, COST_L)
+    assert ax.get_xlabel() == "mean latency per query (s)"
+    # one line for the static frontier, one for the router, one for the oracle
+    assert len(ax.get_lines()) == 3
+    with pytest.raises(ValueError, match="axis"):
+        FrontierDisplay.from_report(rep, axis="dollars")
+    mix = StrategyMixDisplay.from_report(rep).plot()
+    assert len(mix.axes_) == 2 and mix.figure_ is mix.axes_[0].figure
+    # stacked shares: the bars of each penalty sum to one
+    tops = {}
+    for patch in mix.axes_[0].patches:
+        x = round(patch.get_x() + patch.get_width() / 2)
+        tops[x] = max(tops.get(x, 0.0), patch.get_y() + patch.get_height())
+    np.testing.assert_allclose(list(tops.values()), 1.0)
+
+
+def test_stage_messages_go_to_the_evaluation_logger(caplog):
+    with caplog.at_level("INFO", logger="ttcrouter.evaluation"):
+        evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), n_boot=0)
+    messages = [r.getMessage() for r in caplog.records if r.name == "ttcrouter.evaluation"]
+    assert any("aggregating runs" in m for m in messages)
+    assert any("done in" in m for m in messages)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ttcrouter.evaluation"):
+        evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), n_boot=0,
+                 progress=False)
+    assert not [r for r in caplog.records if r.name == "ttcrouter.evaluation"]
