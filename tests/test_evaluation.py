@@ -355,18 +355,18 @@ def test_bootstrap_interval_of_the_frontier_check(report):
 
 
 def test_bootstrap_flags_a_router_clearly_below_static():
-    from ttcrouter.evaluation import _bootstrap_shortfalls
+    from ttcrouter.frontier import bootstrap_frontier_difference
 
     rng = np.random.default_rng(0)
     Y = np.column_stack([rng.random(200) < 0.3, rng.random(200) < 0.9]).astype(float)
     C = np.tile([1.0, 2.0], (200, 1))
     always_cheap = np.zeros((1, 200), dtype=int)      # never picks the good strategy
-    diffs = _bootstrap_shortfalls(always_cheap, Y, C, n_boot=300, seed=0)
+    diffs = bootstrap_frontier_difference(always_cheap, Y, C, n_boot=300, random_state=0)
     lo, hi = np.percentile(diffs, [5, 95], axis=0)
     assert hi[1] < 0                                   # clearly below at the dear budget
     assert lo[0] == hi[0] == 0                         # equal at the cheap one
-    same = _bootstrap_shortfalls(np.stack([np.zeros(200, int), np.ones(200, int)]), Y, C,
-                                 n_boot=300, seed=0)
+    same = bootstrap_frontier_difference(np.stack([np.zeros(200, int), np.ones(200, int)]), Y,
+                                         C, n_boot=300, random_state=0)
     np.testing.assert_allclose(same, 0.0)              # the router can be the static policy
 
 
@@ -395,3 +395,43 @@ def test_pruned_router_never_routes_to_a_dominated_strategy():
         share = pd.Series(pred).value_counts(normalize=True)
         row = rep.mix["tokens"].iloc[i]
         np.testing.assert_allclose(row[share.index].to_numpy(), share.to_numpy())
+
+
+def test_displays_plot_on_given_axes_and_return_themselves(report):
+    from matplotlib.figure import Figure
+
+    from ttcrouter.evaluation import FrontierDisplay, StrategyMixDisplay
+
+    rep, _ = report
+    fig = Figure()
+    ax = fig.add_subplot()
+    disp = FrontierDisplay.from_report(rep, axis="latency")
+    assert disp.plot(ax=ax) is disp
+    assert disp.ax_ is ax and disp.figure_ is fig
+    np.testing.assert_allclose(disp.static_cost, COST_L)
+    assert ax.get_xlabel() == "mean latency per query (s)"
+    # one line for the static frontier, one for the router, one for the oracle
+    assert len(ax.get_lines()) == 3
+    with pytest.raises(ValueError, match="axis"):
+        FrontierDisplay.from_report(rep, axis="dollars")
+    mix = StrategyMixDisplay.from_report(rep).plot()
+    assert len(mix.axes_) == 2 and mix.figure_ is mix.axes_[0].figure
+    # stacked shares: the bars of each penalty sum to one
+    tops = {}
+    for patch in mix.axes_[0].patches:
+        x = round(patch.get_x() + patch.get_width() / 2)
+        tops[x] = max(tops.get(x, 0.0), patch.get_y() + patch.get_height())
+    np.testing.assert_allclose(list(tops.values()), 1.0)
+
+
+def test_stage_messages_go_to_the_evaluation_logger(caplog):
+    with caplog.at_level("INFO", logger="ttcrouter.evaluation"):
+        evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), n_boot=0)
+    messages = [r.getMessage() for r in caplog.records if r.name == "ttcrouter.evaluation"]
+    assert any("aggregating runs" in m for m in messages)
+    assert any("done in" in m for m in messages)
+    caplog.clear()
+    with caplog.at_level("INFO", logger="ttcrouter.evaluation"):
+        evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), n_boot=0,
+                 progress=False)
+    assert not [r for r in caplog.records if r.name == "ttcrouter.evaluation"]

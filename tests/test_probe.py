@@ -239,11 +239,11 @@ def test_min_steps_adds_epochs_on_small_data():
 
 
 def test_grid_chunking_gives_the_same_result():
-    from ttcrouter.probe import _grid_proba
+    from ttcrouter.mlp import grid_proba
 
     E, S, X, p, groups = _grid_problem()
     X2, y2, w2, g2 = soft_to_weighted(X, p, groups)
     clf = ProbeClassifier(**{**SMALL, "max_epochs": 3}).fit(X2, y2, sample_weight=w2, groups=g2)
     full = clf.predict_proba_grid(E, S)
-    chunked = _grid_proba(clf._fast_members_, E, S, max_pairs=7)  # 2 queries per chunk
+    chunked = grid_proba(clf._fast_members_, E, S, max_pairs=7)  # 2 queries per chunk
     np.testing.assert_allclose(chunked, full, atol=1e-12)

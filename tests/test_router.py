@@ -328,11 +328,11 @@ def test_dominated_strategies_are_pruned_unless_switched_off(data):
 
 
 def test_pruning_needs_a_cost():
-    from ttcrouter.router import _dominated
+    from ttcrouter.frontier import dominated
 
     # accuracy only: a cheaper, less accurate strategy may exist, so nothing is pruned
     means = np.array([[0.5, np.nan, np.nan], [0.7, np.nan, np.nan]])
-    assert not _dominated(means).any()
+    assert not dominated(means).any()
     # identical strategies do not prune each other; a strictly worse one is pruned
     means = np.array([[0.5, 10.0, 1.0], [0.5, 10.0, 1.0], [0.4, 10.0, 1.0], [0.6, 20.0, 0.5]])
-    np.testing.assert_array_equal(_dominated(means), [False, False, True, False])
+    np.testing.assert_array_equal(dominated(means), [False, False, True, False])

@@ -173,14 +173,14 @@ def test_metadata_routing_and_n_jobs(data):
 
 
 def test_cv_sweep_keeps_pruned_strategies_out(data):
-    from ttcrouter.tuning import _fit_fold
+    from ttcrouter.crossfit import fit_predict_fold
 
     train, _, _, Xtr, _ = data
     Y, T, L = (M.to_numpy(dtype=float, copy=True) for M in (train.Y, train.T, train.L))
     Y[:, SMALL_SPACE.index("majority_vote@n=16")] = 0.0  # worse than n=1 at more cost
     idx = np.arange(len(Y))
-    A, _, _ = _fit_fold(UtilityRouter(probe=LogisticRegression(), prune_dominated=True),
-                        Xtr, Y, T, L, SMALL_SPACE, idx[::2], idx[1::2])
+    A = fit_predict_fold(UtilityRouter(probe=LogisticRegression(), prune_dominated=True),
+                         Xtr, Y, T, L, SMALL_SPACE, idx[::2], idx[1::2]).accuracy
     pruned = np.isneginf(A).all(axis=0)
     assert pruned[SMALL_SPACE.index("majority_vote@n=16")]
     assert np.isfinite(A[:, ~pruned]).all() and (~pruned).sum() >= 2

@@ -1,4 +1,4 @@
-"""Scores of routing decisions, oracle and static baselines, Pareto helpers.
+"""Score routing decisions against realized outcomes; oracle and static baselines.
 
 Every score here is computed with lambdas FIXED by the caller (or by the scorer factory),
 never with the router's own ``lambda_tokens``/``lambda_latency``: a scorer that used the
@@ -16,7 +16,9 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import make_scorer
 
+from .frontier import frontier_auc, pareto_frontier
 from .strategies import parse_strategy
+from .validation import check_int
 
 __all__ = [
     "realized_utility",
@@ -295,71 +297,6 @@ def static_strategy_table(Y, T=None, L=None, *, strategies=None):
     return out
 
 
-def pareto_frontier(costs, accs):
-    """Indices of the points on the cost/accuracy Pareto frontier, by increasing cost.
-
-    A point is on the frontier when no other point has lower-or-equal cost and strictly
-    higher accuracy (or equal accuracy at strictly lower cost).
-
-    Parameters
-    ----------
-    costs, accs : array-like of shape (n_points,)
-
-    Returns
-    -------
-    ndarray of int
-    """
-    c = np.asarray(costs, dtype=float).ravel()
-    a = np.asarray(accs, dtype=float).ravel()
-    if c.shape != a.shape:
-        raise ValueError(f"costs and accs differ in length: {c.shape[0]} vs {a.shape[0]}.")
-    if np.isnan(c).any() or np.isnan(a).any():
-        raise ValueError("costs and accs must not contain NaN.")
-    order = np.lexsort((-a, c))  # by cost, then best accuracy first
-    keep, best = [], -np.inf
-    for i in order:
-        if a[i] > best:
-            keep.append(i)
-            best = a[i]
-    return np.asarray(keep, dtype=np.intp)
-
-
-def frontier_auc(costs, accs, *, cost_range=None, log_cost=False):
-    """Area under the Pareto frontier (a step function), normalized by the cost range.
-
-    The frontier's accuracy is held constant from each frontier point to the next; below
-    the cheapest point it counts as 0. With ``log_cost=True`` the cost axis is log10.
-
-    Parameters
-    ----------
-    costs, accs : array-like of shape (n_points,)
-    cost_range : (float, float), optional
-        Integration range; defaults to (min cost, max cost).
-    log_cost : bool, default=False
-
-    Returns
-    -------
-    float
-        Mean frontier accuracy over the range, in [0, 1] for accuracies in [0, 1].
-    """
-    c = np.asarray(costs, dtype=float).ravel()
-    a = np.asarray(accs, dtype=float).ravel()
-    idx = pareto_frontier(c, a)
-    fc, fa = c[idx], a[idx]
-    if log_cost:
-        if (c <= 0).any():
-            raise ValueError("log_cost=True needs positive costs.")
-        fc = np.log10(fc)
-    lo, hi = (fc[0], fc[-1]) if cost_range is None else (
-        np.log10(cost_range[0]) if log_cost else cost_range[0],
-        np.log10(cost_range[1]) if log_cost else cost_range[1])
-    if hi <= lo:
-        return float(fa[-1]) if len(fa) else 0.0
-    edges = np.clip(np.append(fc, hi), lo, hi)
-    area = float(np.sum(np.diff(edges) * fa))
-    return area / (hi - lo)
-
-
 def _default_gain_pairs(names):
     """Consecutive budgets of each method: (cheaper, dearer) name pairs."""
     by_method = {}
@@ -431,9 +368,7 @@ def split_half_reliability(runs, strategies=None, gains=None, *, n_splits=20,
     unknown = sorted({n for n in names + [x for pair in pairs for x in pair]} - set(known))
     if unknown:
         raise ValueError(f"No runs of {unknown} in runs; it has {known}.")
-    if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) \
-            or n_splits < 1:
-        raise ValueError(f"n_splits must be an integer >= 1, got {n_splits!r}.")
+    n_splits = check_int(n_splits, "n_splits", min_val=1)
     # (query, repeat) x strategy correctness; repeats of one query are split together, so a
     # gain is paired within a repeat
     cell = df.pivot_table(index=["query_id", "repeat"], columns="strategy", values="correct",
@@ -443,7 +378,7 @@ def split_half_reliability(runs, strategies=None, gains=None, *, n_splits=20,
     series = {name: cell[name] for name in names}
     series.update({f"{a} -> {b}": cell[b] - cell[a] for a, b in pairs})
     r = {key: [] for key in series}
-    for _ in range(int(n_splits)):
+    for _ in range(n_splits):
         # a random rank of each (query, repeat) within its query: halves by rank parity
         order = pd.Series(rng.random(len(cell)), index=cell.index)
         for key, values in series.items():

@@ -19,7 +19,6 @@ per query, and a strategy half, computed once per strategy.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Mapping
 
 import numpy as np
 import torch
@@ -35,8 +34,16 @@ from sklearn.utils.validation import (
     check_is_fitted,
     validate_data,
 )
-from skorch import NeuralNetBinaryClassifier
-from skorch.utils import to_tensor
+
+from .mlp import (
+    BatchIterator,
+    ProbeModule,
+    WeightedBinaryNet,
+    grid_proba,
+    member_params,
+    resolve_device,
+)
+from .validation import check_int
 
 __all__ = ["ProbeClassifier", "soft_to_weighted"]
 
@@ -91,134 +98,6 @@ def soft_to_weighted(X, p, groups=None, *, drop_zero=True):
         keep = w2 > 0
         X2, y2, w2, g2 = X2[keep], y2[keep], w2[keep], g2[keep]
     return X2, y2, w2, g2
-
-
-class _ProbeModule(torch.nn.Module):
-    """MLP ``n_features -> hidden_units... -> 1`` (ReLU), standardizing its input."""
-
-    def __init__(self, n_features=1, hidden_units=(200, 200)):
-        super().__init__()
-        sizes = [int(n_features), *[int(h) for h in hidden_units], 1]
-        self.linears = torch.nn.ModuleList(
-            torch.nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:])
-        )
-        self.register_buffer("mean", torch.zeros(int(n_features)))
-        self.register_buffer("scale", torch.ones(int(n_features)))
-
-    def set_stats(self, mean, scale):
-        self.mean.copy_(torch.as_tensor(mean, dtype=self.mean.dtype))
-        self.scale.copy_(torch.as_tensor(scale, dtype=self.scale.dtype))
-
-    def forward(self, data, sample_weight=None):
-        h = (data - self.mean) / self.scale
-        last = len(self.linears) - 1
-        for i, layer in enumerate(self.linears):
-            h = layer(h)
-            if i < last:
-                h = torch.relu(h)
-        return h.reshape(-1)
-
-
-class _BatchIterator:
-    """Mini-batches by slicing whole tensors (no per-row collate as with DataLoader).
-
-    A drop-in for skorch's ``iterator_train``/``iterator_valid`` over a
-    :class:`skorch.dataset.Dataset` of arrays (or a dict of arrays); shuffling draws from
-    torch's global generator, so ``torch.manual_seed`` makes it reproducible.
-    """
-
-    def __init__(self, dataset, batch_size=256, shuffle=False, **kwargs):
-        self.dataset = dataset
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-
-    def __len__(self):
-        return -(-len(self.dataset) // self.batch_size)
-
-    def __iter__(self):
-        ds = self.dataset
-        n = len(ds)
-        X = ds.X
-        if isinstance(X, Mapping):
-            X = {k: torch.as_tensor(v) for k, v in X.items()}
-        else:
-            X = torch.as_tensor(X)
-        y = torch.zeros(n) if ds.y is None else torch.as_tensor(ds.y)
-        order = torch.randperm(n) if self.shuffle else None
-        for start in range(0, n, self.batch_size):
-            if order is None:
-                sel = slice(start, start + self.batch_size)
-            else:
-                sel = order[start : start + self.batch_size]
-            if isinstance(X, dict):
-                xb = {k: v[sel] for k, v in X.items()}
-            else:
-                xb = X[sel]
-            yield xb, y[sel]
-
-
-class _WeightedBinaryNet(NeuralNetBinaryClassifier):
-    """skorch binary classifier with a sample-weighted loss and a ``decision_function``.
-
-    ``fit(X, y, sample_weight)`` takes plain arrays (as CalibratedClassifierCV passes
-    them) and carries the weights to ``get_loss`` inside a dict ``X``. The input
-    standardization (mean, std of the training rows) lives in the module's buffers.
-    """
-
-    def __init__(self, *args, standardize=True, min_steps=0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.standardize = standardize
-        self.min_steps = min_steps
-
-    def fit(self, X, y, sample_weight=None):
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        y = np.asarray(y, dtype=np.float32).reshape(-1)
-        if sample_weight is None:
-            w = np.ones(X.shape[0], dtype=np.float32)
-        else:
-            w = np.asarray(sample_weight, dtype=np.float64)
-            total = w.mean()
-            w = (w / total if total > 0 else np.ones_like(w)).astype(np.float32)
-        if self.standardize:
-            mean = X.mean(axis=0)
-            scale = X.std(axis=0)
-            scale[~(scale > 1e-6)] = 1.0
-        else:
-            mean = np.zeros(X.shape[1], dtype=np.float32)
-            scale = np.ones(X.shape[1], dtype=np.float32)
-        self._input_stats = (mean, scale)
-        self.set_params(module__n_features=X.shape[1])
-        n_batches = -(-X.shape[0] // self.batch_size)
-        epochs = max(self.max_epochs, -(-self.min_steps // n_batches))
-        super().fit({"data": X, "sample_weight": w}, y, epochs=epochs)
-        # Adam's moment estimates are twice the size of the weights: not worth pickling
-        self.optimizer_.state.clear()
-        return self
-
-    def initialize_module(self):
-        super().initialize_module()
-        stats = getattr(self, "_input_stats", None)
-        if stats is not None:
-            self.module_.set_stats(*stats)
-        return self
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if isinstance(X, Mapping) and "sample_weight" in X:
-            loss = loss * to_tensor(X["sample_weight"], device=self.device)
-        return loss.mean()
-
-    def decision_function(self, X):
-        """Logit of P(y=1), shape (n_samples,)."""
-        X = np.ascontiguousarray(X, dtype=np.float32)
-        logits = self.forward(X, training=False, device="cpu")
-        return logits.numpy().astype(np.float64).reshape(-1)
-
-
-def _resolve_device(device):
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
 
 
 class ProbeClassifier(ClassifierMixin, BaseEstimator):
@@ -408,8 +287,8 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
         return [(np.asarray(tr), np.asarray(te)) for tr, te in splits]
 
     def _make_net(self):
-        net = _WeightedBinaryNet(
-            module=_ProbeModule,
+        net = WeightedBinaryNet(
+            module=ProbeModule,
             module__hidden_units=tuple(int(h) for h in self.hidden_units),
             criterion=torch.nn.BCEWithLogitsLoss,
             criterion__reduction="none",
@@ -419,11 +298,11 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
             max_epochs=int(self.max_epochs),
             batch_size=int(self.batch_size),
             train_split=None,
-            iterator_train=_BatchIterator,
+            iterator_train=BatchIterator,
             iterator_train__shuffle=True,
-            iterator_valid=_BatchIterator,
+            iterator_valid=BatchIterator,
             callbacks="disable",
-            device=_resolve_device(self.device),
+            device=resolve_device(self.device),
             verbose=0,
             standardize=bool(self.standardize),
             min_steps=int(self.min_steps),
@@ -431,11 +310,10 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
         return net
 
     def _fit(self, X, y01, sample_weight, groups):
-        hidden = tuple(self.hidden_units)
-        if any(not isinstance(h, numbers.Integral) or h < 1 for h in hidden):
-            raise ValueError(
-                f"hidden_units must be a tuple of positive ints; got {self.hidden_units!r}."
-            )
+        for h in self.hidden_units:
+            check_int(h, "each of hidden_units", min_val=1,
+                      hint=f"hidden_units must be a tuple of positive ints; got "
+                           f"{self.hidden_units!r}.")
         rng = check_random_state(self.random_state)
         seed = int(rng.randint(np.iinfo(np.int32).max))
         splits = self._splits(X, y01, groups, seed if self.random_state is not None else None)
@@ -456,7 +334,7 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
             torch.set_num_threads(old_threads)
         self.calibrated_ = calibrated
         self.cv_splits_ = splits
-        self._fast_members_ = [_member_params(cc) for cc in calibrated.calibrated_classifiers_]
+        self._fast_members_ = [member_params(cc) for cc in calibrated.calibrated_classifiers_]
         return self
 
     # -- prediction ------------------------------------------------------------------
@@ -530,7 +408,7 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
             )
         if not (np.isfinite(E).all() and np.isfinite(S).all()):
             raise ValueError("E and S must be finite (no NaN or inf).")
-        return _grid_proba(self._fast_members_, E, S)
+        return grid_proba(self._fast_members_, E, S)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -539,56 +417,8 @@ class ProbeClassifier(ClassifierMixin, BaseEstimator):
         return tags
 
 
-def _member_params(calibrated_classifier):
-    """Plain float32 weights of one calibrated ensemble member, for the fast path.
-
-    The input standardization is folded into the first layer, and the member's Platt
-    calibrator ``p = expit(-(a * f + b))`` is read from sklearn's ``_SigmoidCalibration``,
-    with ``f`` the logit (``decision_function``) or P(y=1) (``predict_proba``), whichever
-    CalibratedClassifierCV used.
-    """
-    net = calibrated_classifier.estimator
-    module = net.module_
-    (calibrator,) = calibrated_classifier.calibrators
-    response = "decision_function" if hasattr(net, "decision_function") else "predict_proba"
-    with torch.no_grad():
-        weights = [layer.weight.detach().cpu().double() for layer in module.linears]
-        biases = [layer.bias.detach().cpu().double() for layer in module.linears]
-        mean = module.mean.detach().cpu().double()
-        scale = module.scale.detach().cpu().double()
-        w0 = weights[0] / scale
-        b0 = biases[0] - w0 @ mean
-    weights[0], biases[0] = w0, b0
-    return {
-        "weights": [w.float().T.contiguous() for w in weights],  # (in, out)
-        "biases": [b.float() for b in biases],
-        "a": float(calibrator.a_),
-        "b": float(calibrator.b_),
-        "response": response,
-    }
-
-
-def _grid_proba(members, E, S, max_pairs=1 << 15):
-    E_t = torch.from_numpy(np.ascontiguousarray(E))
-    S_t = torch.from_numpy(np.ascontiguousarray(S))
-    n_q, d_e = E_t.shape
-    n_s = S_t.shape[0]
-    out = torch.zeros((n_q, n_s), dtype=torch.float64)
-    chunk = max(1, max_pairs // max(n_s, 1))
-    with torch.no_grad():
-        for m in members:
-            W, B = m["weights"], m["biases"]
-            strat = S_t @ W[0][d_e:] + B[0]  # (n_s, h)
-            query = E_t @ W[0][:d_e]  # (n_q, h)
-            for start in range(0, n_q, chunk):
-                q = query[start : start + chunk]
-                h = (q[:, None, :] + strat[None, :, :]).reshape(-1, strat.shape[1])
-                for Wi, Bi in zip(W[1:], B[1:]):
-                    h = torch.addmm(Bi, torch.relu_(h), Wi)
-                f = h.reshape(q.shape[0], n_s)
-                if m["response"] == "predict_proba":
-                    f = torch.sigmoid(f)
-                p = torch.sigmoid(-(m["a"] * f.double() + m["b"]))
-                out[start : start + chunk] += p
-    out /= len(members)
-    return out.numpy()
+# Routers and probes pickled before the torch side moved to ttcrouter.mlp name these classes
+# by their old paths: keep them resolvable, so an old router file still loads.
+_ProbeModule = ProbeModule
+_BatchIterator = BatchIterator
+_WeightedBinaryNet = WeightedBinaryNet

@@ -17,83 +17,17 @@ from numbers import Real
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
+from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
-from .probe import soft_to_weighted
-from .strategies import encode_strategies, parse_strategy
+from .costs import CostTable
+from .frontier import dominated
+from .probe import ProbeClassifier, soft_to_weighted
+from .strategies import encode_strategies
+from .validation import canonical_names, check_strategy_matrix, check_strategy_names
 
 __all__ = ["UtilityRouter"]
-
-
-def _canonical_names(names, what="strategies"):
-    out = []
-    for s in names:
-        try:
-            out.append(parse_strategy(s).name)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(
-                f"{what} holds {s!r}, which is not a strategy name ({exc}). Use canonical names "
-                f"such as 'majority_vote@n=8' or 'beam_search@n=8,w=4'."
-            ) from None
-    if len(set(out)) != len(out):
-        dup = sorted({n for n in out if out.count(n) > 1})
-        raise ValueError(f"{what} names {dup} more than once.")
-    return out
-
-
-def _check_matrix(M, what, names, n_rows, *, bounded=False):
-    """Return ``M`` as a float (n_rows, len(names)) array in the column order ``names``."""
-    if isinstance(M, pd.DataFrame):
-        cols = _canonical_names([str(c) for c in M.columns], f"the columns of {what}")
-        missing = [n for n in names if n not in cols]
-        if missing:
-            raise ValueError(
-                f"{what} lacks columns for strategies {missing}; its columns are {cols}."
-            )
-        A = M.set_axis(cols, axis=1)[names].to_numpy(dtype=float)
-    else:
-        try:
-            A = np.asarray(M, dtype=float)
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{what} must be numeric: {exc}") from None
-        if A.ndim != 2:
-            raise ValueError(
-                f"{what} must be 2-D (n_queries, n_strategies), got shape {A.shape}. A router "
-                f"learns from every strategy's outcome on every query: pass a DataFrame with "
-                f"strategy-name columns (e.g. aggregate_runs(runs).Y)."
-            )
-        if A.shape[1] != len(names):
-            raise ValueError(
-                f"{what} has {A.shape[1]} columns but there are {len(names)} strategies "
-                f"({names})."
-            )
-    if A.shape[0] != n_rows:
-        raise ValueError(
-            f"X and {what} have different lengths: {n_rows} queries in X, {A.shape[0]} rows "
-            f"in {what}. Pass one row per query, in the same order."
-        )
-    if not np.isfinite(A).all():
-        i, j = np.argwhere(~np.isfinite(A))[0]
-        raise ValueError(
-            f"{what} has a NaN or infinite value at query {i}, strategy {names[j]!r}. Every "
-            f"(query, strategy) cell needs a measured value; drop incomplete queries "
-            f"(aggregate_runs(missing='drop'))."
-        )
-    if bounded:
-        if (A < 0).any() or (A > 1).any():
-            i, j = np.argwhere((A < 0) | (A > 1))[0]
-            raise ValueError(
-                f"{what} must hold accuracies in [0, 1] (the fraction of correct runs); got "
-                f"{A[i, j]!r} at query {i}, strategy {names[j]!r}."
-            )
-    elif (A < 0).any():
-        i, j = np.argwhere(A < 0)[0]
-        raise ValueError(
-            f"{what} must not be negative (token counts and latencies never are); got "
-            f"{A[i, j]!r} at query {i}, strategy {names[j]!r}."
-        )
-    return A
 
 
 def _accepts(method, name):
@@ -102,29 +36,6 @@ def _accepts(method, name):
     except (TypeError, ValueError):  # pragma: no cover
         return False
     return name in params  # named explicitly: **kwargs (e.g. Pipeline.fit) is not enough
-
-
-def _dominated(means):
-    """Rows of ``means`` (accuracy, cost...) dominated by another row.
-
-    Row ``j`` is dominated when some row has accuracy >= and every cost <= (NaN costs,
-    not known, are ignored), and is strictly better on one of them; exact ties dominate
-    nothing, so strategies with identical runs stay. Without any cost column nothing
-    is dominated.
-    """
-    means = np.asarray(means, dtype=float)
-    acc, costs = means[:, 0], means[:, 1:]
-    costs = costs[:, ~np.isnan(costs).any(axis=0)]
-    n = len(acc)
-    out = np.zeros(n, dtype=bool)
-    if costs.shape[1] == 0:
-        # no cost known: a less accurate strategy may still be the cheaper one
-        return out
-    for j in range(n):
-        no_worse = (acc >= acc[j]) & (costs <= costs[j]).all(axis=1)
-        better = (acc > acc[j]) | (costs < costs[j]).any(axis=1)
-        out[j] = bool((no_worse & better).any())
-    return out
 
 
 def _cross_rows(E, S):
@@ -233,25 +144,7 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
     # -- fitting ---------------------------------------------------------------------------
 
     def _strategy_names(self, Y):
-        if not isinstance(Y, pd.DataFrame) and np.ndim(Y) != 2:
-            raise ValueError(
-                f"Y must be 2-D (n_queries, n_strategies), got shape {np.shape(Y)}. A router "
-                f"learns from every strategy's outcome on every query: pass a DataFrame with "
-                f"strategy-name columns (e.g. aggregate_runs(runs).Y)."
-            )
-        if self.strategies is not None:
-            names = _canonical_names(list(self.strategies), "strategies")
-        elif isinstance(Y, pd.DataFrame):
-            names = _canonical_names([str(c) for c in Y.columns], "the columns of Y")
-        else:
-            raise ValueError(
-                "Y is an array without strategy names: pass Y as a DataFrame whose columns "
-                "are strategy names (e.g. aggregate_runs(runs).Y), or set "
-                "UtilityRouter(strategies=[...]) to name its columns."
-            )
-        if not names:
-            raise ValueError("The router needs at least one strategy.")
-        return names
+        return check_strategy_names(Y, self.strategies)
 
     @_fit_context(prefer_skip_nested_validation=False)
     def fit(self, X, Y, tokens=None, latency=None):
@@ -281,9 +174,9 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
             )
         names = self._strategy_names(Y)
         n = X.shape[0]
-        Ya = _check_matrix(Y, "Y", names, n, bounded=True)
-        T = None if tokens is None else _check_matrix(tokens, "tokens", names, n)
-        L = None if latency is None else _check_matrix(latency, "latency", names, n)
+        Ya = check_strategy_matrix(Y, "Y", names, n, bounded=True)
+        T = None if tokens is None else check_strategy_matrix(tokens, "tokens", names, n)
+        L = None if latency is None else check_strategy_matrix(latency, "latency", names, n)
         for lam, M, what in ((self.lambda_tokens, T, "tokens"),
                              (self.lambda_latency, L, "latency")):
             if lam > 0 and M is None:
@@ -300,12 +193,7 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         self.strategy_encoding_ = encode_strategies(self.strategies_)
         n, n_s = Ya.shape
 
-        probe = self.probe
-        if probe is None:
-            from .probe import ProbeClassifier
-
-            probe = ProbeClassifier()
-        self.probe_ = clone(probe)
+        self.probe_ = clone(ProbeClassifier() if self.probe is None else self.probe)
         rows = _cross_rows(X, self.strategy_encoding_)
         groups = np.repeat(np.arange(n), n_s)
         X2, y2, w2, g2 = soft_to_weighted(rows, Ya.ravel(), groups, drop_zero=True)
@@ -328,12 +216,7 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
             fit_params["groups"] = g2
         self.probe_.fit(X2, y2, **fit_params)
 
-        costs = self.costs
-        if costs is None:
-            from .costs import CostTable
-
-            costs = CostTable()
-        self.costs_ = clone(costs)
+        self.costs_ = clone(CostTable() if self.costs is None else self.costs)
         self._has_tokens = T is not None
         self._has_latency = L is not None
         zeros = np.zeros_like(Ya)
@@ -345,7 +228,7 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
              "tokens": nan if T is None else T.mean(axis=0),
              "latency": nan if L is None else L.mean(axis=0)},
             index=pd.Index(self.strategies_, name="strategy"))
-        self.dominated_ = _dominated(self.training_means_.to_numpy())
+        self.dominated_ = dominated(self.training_means_.to_numpy())
         return self
 
     # -- prediction ------------------------------------------------------------------------
@@ -356,7 +239,7 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
             return np.arange(len(self.strategies_))
         if isinstance(strategies, str):
             strategies = [strategies]
-        wanted = _canonical_names(list(strategies), "strategies")
+        wanted = canonical_names(list(strategies), "strategies")
         unknown = [s for s in wanted if s not in self.strategies_]
         if unknown:
             raise ValueError(
@@ -394,7 +277,24 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         # getattr: a router pickled before pruning existed routes as it did then
         if not getattr(self, "prune_dominated", False) or not hasattr(self, "training_means_"):
             return np.ones(len(cols), dtype=bool)
-        return ~_dominated(self.training_means_.to_numpy()[cols])
+        return ~dominated(self.training_means_.to_numpy()[cols])
+
+    def routable(self, strategies=None):
+        """Which strategies the router may route to: False for those pruned as dominated.
+
+        Parameters
+        ----------
+        strategies : list of str, default=None
+            Subset of ``strategies_`` (in this order); dominance is judged within it.
+            None for all.
+
+        Returns
+        -------
+        ndarray of bool of shape (n_strategies,)
+            All True with ``prune_dominated=False``.
+        """
+        check_is_fitted(self)
+        return self._routable(self._subset(strategies))
 
     def _predict_utility(self, X, cols):
         U = self._predict_accuracy(X, cols)
@@ -487,7 +387,7 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         X = self._validate_X(X)
         n = X.shape[0]
         names = self.strategies_
-        Ya = _check_matrix(Y, "Y", names, n, bounded=True)
+        Ya = check_strategy_matrix(Y, "Y", names, n, bounded=True)
         idx = np.argmax(self._predict_utility(X, np.arange(len(names))), axis=1)
         rows = np.arange(n)
         u = Ya[rows, idx]
@@ -498,7 +398,7 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
                     raise ValueError(
                         f"score needs {what}=... because lambda_{what}={lam} > 0."
                     )
-                u = u - lam * _check_matrix(M, what, names, n)[rows, idx]
+                u = u - lam * check_strategy_matrix(M, what, names, n)[rows, idx]
         return float(u.mean())
 
     def __sklearn_tags__(self):
@@ -510,7 +410,5 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         if self.probe is None:
             tags.non_deterministic = True
         else:
-            from sklearn.utils import get_tags
-
             tags.non_deterministic = get_tags(self.probe).non_deterministic
         return tags

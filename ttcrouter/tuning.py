@@ -17,53 +17,14 @@ from sklearn.base import BaseEstimator, MetaEstimatorMixin, _fit_context, clone
 from sklearn.model_selection import KFold, check_cv
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils import _safe_indexing
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from .router import UtilityRouter, _check_matrix
+from .crossfit import fit_predict_fold
+from .frontier import lambda_grid
+from .router import UtilityRouter
+from .validation import check_int, check_strategy_matrix, check_strategy_names
 
 __all__ = ["UtilityRouterCV", "lambda_grid"]
-
-
-def lambda_grid(costs, n_values=10, *, low=1e-3, high=10.0):
-    """A grid of lambdas for one cost: 0 and a log grid scaled by the cost spread.
-
-    The spread is the range of the strategies' mean costs; the nonzero lambdas go from
-    ``low / spread`` (cost differences are worth a thousandth of accuracy) to
-    ``high / spread`` (they dominate accuracy: the cheapest strategy always wins).
-
-    Parameters
-    ----------
-    costs : array-like of shape (n_queries, n_strategies) or None
-    n_values : int, default=10
-        Number of values, 0 included.
-
-    Returns
-    -------
-    ndarray of shape (n_values,) (just ``[0.0]`` when ``costs`` is None or constant)
-    """
-    if costs is None or n_values <= 1:
-        return np.zeros(1)
-    means = np.asarray(costs, dtype=float).mean(axis=0)
-    spread = float(means.max() - means.min())
-    if not spread > 0:
-        return np.zeros(1)
-    return np.concatenate([[0.0], np.logspace(np.log10(low / spread), np.log10(high / spread),
-                                              n_values - 1)])
-
-
-def _fit_fold(router, X, Y, T, L, names, train, test):
-    frame = lambda M: None if M is None else pd.DataFrame(M[train], columns=names)  # noqa: E731
-    est = clone(router).set_params(lambda_tokens=0.0, lambda_latency=0.0)
-    est.fit(_safe_indexing(X, train), frame(Y), tokens=frame(T), latency=frame(L))
-    order = [est.strategies_.index(n) for n in names]
-    Xte = _safe_indexing(X, test)
-    A = np.asarray(est.predict_accuracy(Xte), dtype=float)[:, order]
-    if hasattr(est, "_routable"):
-        # the lambda sweep re-does the router's argmax: keep its pruned strategies out
-        A[:, ~est._routable(np.asarray(order))] = -np.inf
-    Th, Lh = (np.asarray(M)[:, order] for M in est.predict_costs(Xte))
-    return A, Th, Lh
 
 
 class UtilityRouterCV(MetaEstimatorMixin, BaseEstimator):
@@ -191,11 +152,11 @@ class UtilityRouterCV(MetaEstimatorMixin, BaseEstimator):
                 "UtilityRouterCV requires y to be passed, but the target y is None: pass Y, "
                 "the (n_queries, n_strategies) soft labels (aggregate_runs(runs).Y)."
             )
-        names = router._strategy_names(Y) if hasattr(router, "_strategy_names") else list(Y.columns)
+        names = check_strategy_names(Y, getattr(router, "strategies", None))
         n = len(X)
-        Ya = _check_matrix(Y, "Y", names, n, bounded=True)
-        T = None if tokens is None else _check_matrix(tokens, "tokens", names, n)
-        L = None if latency is None else _check_matrix(latency, "latency", names, n)
+        Ya = check_strategy_matrix(Y, "Y", names, n, bounded=True)
+        T = None if tokens is None else check_strategy_matrix(tokens, "tokens", names, n)
+        L = None if latency is None else check_strategy_matrix(latency, "latency", names, n)
         for budget, M, what in ((self.max_mean_latency, L, "latency"),
                                 (self.max_mean_tokens, T, "tokens")):
             if budget is not None and M is None:
@@ -216,14 +177,16 @@ class UtilityRouterCV(MetaEstimatorMixin, BaseEstimator):
 
         cv = self.cv
         if isinstance(cv, Integral) and not isinstance(cv, bool):
-            if cv < 2:
-                raise ValueError(f"cv must be >= 2 folds, got {cv}.")
-            cv = KFold(cv, shuffle=True,
+            cv = KFold(check_int(cv, "cv", min_val=2), shuffle=True,
                        random_state=check_random_state(self.random_state).randint(2**31 - 1))
         cv = check_cv(cv)
         splits = list(cv.split(np.zeros((n, 1))))
+        # the router's own lambdas do not matter here (the sweep sets them) and must not
+        # ask fit for a cost matrix the grid does not need
+        zero = {"lambda_tokens": 0.0, "lambda_latency": 0.0}
         folds = Parallel(n_jobs=self.n_jobs)(
-            delayed(_fit_fold)(router, X, Ya, T, L, names, tr, te) for tr, te in splits
+            delayed(fit_predict_fold)(router, X, Ya, T, L, names, tr, te, params=zero)
+            for tr, te in splits
         )
         self._sweep(folds, splits, pairs, Ya, T, L, lam)
         self._select(names, Ya, T, L)
@@ -244,7 +207,7 @@ class UtilityRouterCV(MetaEstimatorMixin, BaseEstimator):
         sums = {k: np.zeros(n_p) for k in ("accuracy", "tokens", "latency", "utility")}
         scores = np.zeros((n_f, n_p))
         sizes = np.array([len(te) for _, te in splits], dtype=float)
-        for f, ((A, Th, Lh), (_, te)) in enumerate(zip(folds, splits)):
+        for f, ((A, Th, Lh, *_), (_, te)) in enumerate(zip(folds, splits)):
             Yte = Ya[te]
             Tte = None if T is None else T[te]
             Lte = None if L is None else L[te]

@@ -1,0 +1,25 @@
+"""Evaluate a router on held-out queries: static strategies, the adaptive router, the oracle.
+
+- :mod:`~ttcrouter.evaluation.evaluate`: :func:`evaluate`, the split or cross-fitting and
+  the penalty sweeps;
+- :mod:`~ttcrouter.evaluation.report`: :class:`EvaluationReport`, its JSON and markdown;
+- :mod:`~ttcrouter.evaluation.plots`: :class:`FrontierDisplay` and
+  :class:`StrategyMixDisplay`, the report's plots.
+
+:func:`frontier_at` lives in :mod:`ttcrouter.frontier` and is importable from here too.
+"""
+
+from ..frontier import frontier_at
+from .evaluate import MIN_TEST_QUERIES, MIN_TRAIN_QUERIES, evaluate
+from .plots import FrontierDisplay, StrategyMixDisplay
+from .report import EvaluationReport
+
+__all__ = [
+    "EvaluationReport",
+    "evaluate",
+    "frontier_at",
+    "MIN_TRAIN_QUERIES",
+    "MIN_TEST_QUERIES",
+    "FrontierDisplay",
+    "StrategyMixDisplay",
+]
