@@ -44,7 +44,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from ttcrouter.collection import _Output, _pooled_chunk, hardware_info
+    from ttcrouter.collection import CollectionStore
+    from ttcrouter.collection.rows import pooled_chunk
+    from ttcrouter.provenance import hardware_info
     from ttcrouter.datasets import arithmetic
     from ttcrouter.executors import StrategyExecutor, VLLMGenerator
     from ttcrouter.executors.base import GenerationRequest
@@ -81,8 +83,8 @@ def main(argv=None):
         # 2. pooled vs separate, same grid, one repeat
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            out = _Output(tmp)
-            rows, pooled_tokens = _pooled_chunk(ex, queries.to_dict("records"), strategies,
+            out = CollectionStore(tmp)
+            rows, pooled_tokens = pooled_chunk(ex, queries.to_dict("records"), strategies,
                                                 0, args.max_n,
                                                 {s.name: {"a": 0.0, "b": 0.0}
                                                  for s in strategies}, set())
@@ -112,8 +114,8 @@ def main(argv=None):
         bare_tokens = sum(c.tokens for cs in comps for c in cs)
         t0 = time.perf_counter()
         with tempfile.TemporaryDirectory() as tmp:
-            out = _Output(tmp)
-            rows, coll_tokens = _pooled_chunk(ex, queries.to_dict("records"), strategies, 0,
+            out = CollectionStore(tmp)
+            rows, coll_tokens = pooled_chunk(ex, queries.to_dict("records"), strategies, 0,
                                               args.max_n,
                                               {s.name: {"a": 0.0, "b": 0.0}
                                                for s in strategies}, set())

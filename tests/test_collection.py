@@ -11,9 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ttcrouter.collection import (CollectionConfigError, _config_diff, _fit_latency_model,
-                               _latency_models, _Output, _predict_latency, _split_names,
-                               collect, derive_pooled, export_collection, load_collection)
+from ttcrouter.collection import (COLUMNS, CollectionConfigError, CollectionStore, collect,
+                                  derive_pooled, export_collection, load_collection)
+from ttcrouter.collection.collect import split_strategy_names
+from ttcrouter.collection.latency import fit_latency_model, latency_models, predict_latency
+from ttcrouter.collection.store import config_diff
 from ttcrouter.datasets import arithmetic
 from ttcrouter.executors.runner import Candidate, CandidatePool
 from ttcrouter.grading import normalize_answer
@@ -82,12 +84,12 @@ def test_derive_pooled_errors():
 
 
 def test_latency_model_fit():
-    m = _fit_latency_model([10, 20, 30], [1.0, 2.0, 3.0])
+    m = fit_latency_model([10, 20, 30], [1.0, 2.0, 3.0])
     assert m["kind"] == "linear" and m["b"] == pytest.approx(0.1) and m["a"] == \
         pytest.approx(0.0, abs=1e-9)
-    m = _fit_latency_model([10, 20, 30], [3.0, 2.0, 1.0])   # negative slope: the mean
+    m = fit_latency_model([10, 20, 30], [3.0, 2.0, 1.0])   # negative slope: the mean
     assert m["kind"] == "mean" and m["a"] == pytest.approx(2.0)
-    m = _fit_latency_model([10, 10], [1.0, 2.0])            # no spread in x: the mean
+    m = fit_latency_model([10, 10], [1.0, 2.0])            # no spread in x: the mean
     assert m["kind"] == "mean" and m["a"] == pytest.approx(1.5)
 
 
@@ -100,22 +102,22 @@ def test_latency_models_monotone_in_n():
         "latency_s": [2.0, 4.0, 1.8, 3.6, 3.0, 6.0, 1.0, 2.0],
         "error": [None] * 8,
     })
-    models = _latency_models(cal)
+    models = latency_models(cal)
     assert models["majority_vote@n=1"]["group"] == "parallel@n=1"
     for x in (0.0, 10.0, 25.0, 80.0):
-        one = _predict_latency(models["majority_vote@n=1"], x)
-        two = _predict_latency(models["best_of_n@n=2"], x)
-        four = _predict_latency(models["majority_vote@n=4"], x)
+        one = predict_latency(models["majority_vote@n=1"], x)
+        two = predict_latency(models["best_of_n@n=2"], x)
+        four = predict_latency(models["majority_vote@n=4"], x)
         assert one <= two <= four
         assert two == pytest.approx(max(one, 1.8 + 0.09 * (x - 10)))
     # beam search keeps its own line
-    assert _predict_latency(models["beam_search@n=2,w=2"], 75.0) == pytest.approx(1.5)
+    assert predict_latency(models["beam_search@n=2,w=2"], 75.0) == pytest.approx(1.5)
 
 
-def test_split_strategy_names_and_config_diff():
-    assert _split_names("majority_vote@n=1, beam_search@n=8,w=4,best_of_n@n=2") == [
+def test_split_strategy_names_andconfig_diff():
+    assert split_strategy_names("majority_vote@n=1, beam_search@n=8,w=4,best_of_n@n=2") == [
         "majority_vote@n=1", "beam_search@n=8,w=4", "best_of_n@n=2"]
-    diffs = _config_diff({"model": "a", "sampling": {"max_tokens": 8}, "strategies": ["x"]},
+    diffs = config_diff({"model": "a", "sampling": {"max_tokens": 8}, "strategies": ["x"]},
                          {"model": "b", "sampling": {"max_tokens": 8}, "strategies": ["x", "y"]})
     assert diffs == ["model: stored 'a', now 'b'", "strategies: now adds ['y']"]
 
@@ -126,7 +128,7 @@ def test_collect_bad_inputs(tmp_path):
         collect(queries, strategies=["magic@n=2"], out=tmp_path / "a")
     with pytest.raises(ValueError, match="pool_size=2 is smaller"):
         collect(queries, strategies=["majority_vote@n=4"], pool_size=2, out=tmp_path / "a")
-    with pytest.raises(ValueError, match="repeats must be a positive integer"):
+    with pytest.raises(ValueError, match="repeats == 0, must be >= 1"):
         collect(queries, repeats=0, out=tmp_path / "a")
     with pytest.raises(ValueError, match="latency must be"):
         collect(queries, latency="guess", out=tmp_path / "a")
@@ -143,20 +145,111 @@ def test_collect_bad_inputs(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
-def test_output_lock_and_atomic_parts(tmp_path):
-    out = _Output(tmp_path / "c")
+def test_store_lock_and_leftover_temporaries(tmp_path):
+    out = CollectionStore(tmp_path / "c")
     out.lock()
-    other = _Output(tmp_path / "c")
+    other = CollectionStore(tmp_path / "c")
     with pytest.raises(RuntimeError, match="Another collection is writing"):
         other.lock()
     out.unlock()
-    other.lock()
-    other.unlock()
+    with other:                                   # released at the end of the block
+        pass
+    out.lock()
+    out.unlock()
     # a leftover temporary file (a write killed mid-way) is ignored and cleaned up
     (tmp_path / "c" / ".tmp-part-x.parquet.123").write_bytes(b"half a file")
     assert out.parts() == [] and out.done_keys() == set()
     out.cleanup_tmp()
     assert not list((tmp_path / "c").glob(".tmp-*"))
+
+
+def test_store_lock_held_by_another_process(tmp_path):
+    out = tmp_path / "c"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from ttcrouter.collection import "
+         "CollectionStore; s = CollectionStore(sys.argv[1]); s.lock(); print('held', "
+         "flush=True); time.sleep(120)", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(RuntimeError, match=r"Another collection is writing .*wait for it"):
+            CollectionStore(out).lock()
+        with pytest.raises(RuntimeError, match="Another collection is writing"):
+            collect(arithmetic(2), ["majority_vote@n=1"], out=out, executor=object(),
+                    progress=False, close=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    with CollectionStore(out):                    # the lock died with its holder
+        pass
+
+
+def _rows(qids, repeat=0):
+    return [dict(query_id=q, query=f"q {q}", gold="1", strategy="majority_vote@n=1",
+                 repeat=repeat, answer="1", correct=1, tokens=3, latency_s=0.5, error=None,
+                 prompt_tokens=2, reward_tokens=0, n_samples=1, steps=1,
+                 latency_source="calibrated", latency_x=3.0, pool_correct=1, level=None)
+            for q in qids]
+
+
+def test_store_parts_are_whole_and_read_back(tmp_path, monkeypatch):
+    import pyarrow.parquet as pq
+
+    store = CollectionStore(tmp_path / "c")
+    with store:
+        store.check_or_write_config({"format": "ttcrouter-collection/1", "model": "m"})
+        first = store.write_part(_rows(["a", "b"]))
+        assert store.write_part([]) is None
+
+        def killed(table, where):                 # half a file, then the writer dies
+            Path(where).write_bytes(b"PAR1 half a part")
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(pq, "write_table", killed)
+        with pytest.raises(KeyboardInterrupt):
+            store.write_part(_rows(["c"]))
+        monkeypatch.undo()
+        assert store.parts() == [first] and not list(store.path.glob(".tmp-*"))
+        assert store.done_keys() == {("a", "majority_vote@n=1", 0),
+                                     ("b", "majority_vote@n=1", 0)}
+        store.write_part(_rows(["c"], repeat=1))
+    df = load_collection(store.path)
+    assert list(df["query_id"]) == ["a", "b", "c"] and list(df["repeat"]) == [0, 0, 1]
+    assert df.attrs["provenance"]["config"]["model"] == "m"
+    assert pq.read_schema(first).names == list(COLUMNS)   # fixed columns, whatever the rows
+
+
+def test_store_config_is_written_once_and_checked(tmp_path):
+    store = CollectionStore(tmp_path / "c")
+    store.path.mkdir()
+    config = {"format": "ttcrouter-collection/1", "seed": 0, "sampling": {"max_tokens": 8},
+              "strategies": ["majority_vote@n=1", "best_of_n@n=2"]}
+    store.check_or_write_config(config)
+    store.check_or_write_config(dict(config))         # same configuration: a resume
+    changed = {**config, "seed": 1, "sampling": {"max_tokens": 9},
+               "strategies": ["majority_vote@n=1"]}
+    with pytest.raises(CollectionConfigError) as err:
+        store.check_or_write_config(changed)
+    msg = str(err.value)
+    assert "sampling.max_tokens: stored 8, now 9" in msg and "seed: stored 0, now 1" in msg
+    assert "strategies: now lacks ['best_of_n@n=2']" in msg
+    assert json.loads((store.path / "_config.json").read_text()) == config
+    # part files without a configuration were not made by collect
+    orphan = CollectionStore(tmp_path / "o")
+    orphan.path.mkdir()
+    (orphan.path / "part-1.parquet").write_bytes(b"")
+    with pytest.raises(CollectionConfigError, match="no _config.json"):
+        orphan.check_or_write_config(config)
+    assert config_diff({"s": ["a", "b"]}, {"s": ["b", "a"]}) == ["s: order differs"]
+
+
+def test_python_m_collection_is_the_cli_collect_command():
+    res = subprocess.run([sys.executable, "-m", "ttcrouter.collection", "--help"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert res.returncode == 0, res.stderr
+    assert "--recalibrate-latency" in res.stdout and "--out" in res.stdout
 
 
 # --------------------------------------------------------------------------------------
@@ -221,7 +314,7 @@ def test_collect_real_model_resume_and_config(vllm_generator, tmp_path):
     assert lc["calibration"] == 1 and len(lc["queries"]) == 2 and len(lc["earlier"]) == 1
     for name, model in lc["models"].items():
         rows = recal[recal["strategy"] == name]
-        expected = [_predict_latency(model, x) for x in rows["latency_x"]]
+        expected = [predict_latency(model, x) for x in rows["latency_x"]]
         np.testing.assert_allclose(rows["latency_s"], expected)
 
     # another configuration is refused, naming what differs
@@ -239,8 +332,10 @@ def test_collect_real_model_resume_and_config(vllm_generator, tmp_path):
     path = export_collection(out, tmp_path / "runs.parquet")
     table = read_runs(path)
     assert len(table) == len(more) and table.attrs["provenance"]["config"]["strategies"] == STRATS
-    # read_runs also reads the collection directory itself
-    direct = read_runs(out)
+    # read_runs reads runs files only; the directory itself is the collection's to read
+    with pytest.raises(IsADirectoryError, match="load_collection"):
+        read_runs(out)
+    direct = load_collection(out)
     assert len(direct) == len(more) and direct.attrs["provenance"]["config"]["strategies"] == STRATS
 
 
@@ -319,3 +414,17 @@ def test_shipped_embedded_table():
     # per-query accuracy varies: some queries always solved by some strategy, some never
     oracle = summary.Y.max(axis=1)
     assert (oracle == 0).any() and (oracle > 0.5).any()
+
+
+def test_make_executor_builds_without_starting_an_engine():
+    from ttcrouter.executors import LogprobScorer, StrategyExecutor, VLLMGenerator
+    from ttcrouter.executors.factory import make_executor
+
+    ex = make_executor("vllm", seed=3, max_tokens=80, step_max_tokens=32,
+                       generator_kwargs={"max_model_len": 512}, top_p=0.9)
+    assert isinstance(ex, StrategyExecutor) and isinstance(ex.generator, VLLMGenerator)
+    assert isinstance(ex.scorer, LogprobScorer)
+    assert (ex.max_tokens, ex.step_max_tokens, ex.top_p) == (80, 32, 0.9)
+    assert (ex.generator.seed, ex.generator.max_model_len) == (3, 512)
+    assert ex.generator.enforce_eager is False
+    assert make_executor("vllm", scorer=None).scorer is None

@@ -126,3 +126,21 @@ def test_split_errors():
 
 def test_columns_constant():
     assert RUN_COLUMNS[:4] == ("query_id", "query", "gold", "strategy")
+
+
+def test_read_runs_refuses_a_directory_naming_load_collection(tmp_path):
+    # the runs contract does not import the collection that writes it: no cycle
+    (tmp_path / "_config.json").write_text('{"format": "ttcrouter-collection/1"}')
+    with pytest.raises(IsADirectoryError, match=r"ttcrouter.load_collection\("):
+        read_runs(tmp_path)
+
+
+def test_runs_module_does_not_import_the_collection():
+    import subprocess
+    import sys
+
+    code = ("import sys, ttcrouter.runs; "
+            "print(any(m.startswith('ttcrouter.collection') for m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "False"

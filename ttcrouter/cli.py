@@ -124,10 +124,62 @@ cmd_route = _command("cmd_route")
 # collect
 # ---------------------------------------------------------------------------------------
 
-def cmd_collect(args) -> int:
-    from .collection import run
+def _add_collect_arguments(p):
+    p.add_argument("dataset", help="'arithmetic:N', 'gsm:N' or a JSONL file "
+                   "(GSM8K, NuminaMath-CoT or {question, gold} records)")
+    p.add_argument("--strategies", default="default",
+                   help="comma list of strategy names, or 'default' (17 strategies)")
+    p.add_argument("--repeats", type=int, default=4)
+    p.add_argument("--backend", choices=("vllm", "openai", "transformers"), default="vllm")
+    p.add_argument("--model", default=None,
+                   help="model path or name (default: the embedded SmolLM2-135M)")
+    p.add_argument("--base-url", action="append", default=None,
+                   help="OpenAI-compatible server URL (repeatable)")
+    p.add_argument("--out", required=True, help="output directory (resumable)")
+    p.add_argument("--pool-size", type=int, default=None)
+    p.add_argument("--chunk-size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--temperature", type=float, default=0.7)
+    p.add_argument("--max-steps", type=int, default=None,
+                   help="beam search step limit of the executor")
+    p.add_argument("--step-max-tokens", type=int, default=None,
+                   help="tokens per beam search step")
+    p.add_argument("--latency", choices=("calibrate", "isolated"), default="calibrate")
+    p.add_argument("--calibration-queries", type=int, default=4)
+    p.add_argument("--recalibrate-latency", action="store_true",
+                   help="time a new latency calibration (e.g. on a quiet machine); it sets "
+                   "the latency of every calibrated row, earlier ones included")
+    p.add_argument("--eager", action="store_true",
+                   help="vLLM: skip graph compilation (faster start, slower run)")
+    p.add_argument("--kv-cache-gb", type=int, default=None)
+    p.add_argument("--export", default=None,
+                   help="also write the whole table to this .parquet/.jsonl file")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_collect)
+    return p
 
-    return int(run(args) or 0)
+
+def cmd_collect(args) -> int:
+    from .collection import collect, export_collection
+
+    base_url = args.base_url
+    if base_url and len(base_url) == 1:
+        base_url = base_url[0]
+    df = collect(args.dataset, strategies=args.strategies, repeats=args.repeats, out=args.out,
+                 backend=args.backend, model=args.model, base_url=base_url,
+                 pool_size=args.pool_size, chunk_size=args.chunk_size, seed=args.seed,
+                 progress=not args.no_progress, latency=args.latency,
+                 calibration_queries=args.calibration_queries, max_tokens=args.max_tokens,
+                 temperature=args.temperature, max_steps=args.max_steps,
+                 step_max_tokens=args.step_max_tokens, enforce_eager=args.eager,
+                 kv_cache_space_gb=args.kv_cache_gb, dataset_name=args.dataset,
+                 recalibrate_latency=args.recalibrate_latency)
+    n_err = int(df["error"].notna().sum()) if len(df) else 0
+    print(f"{len(df)} rows in {args.out} ({n_err} with errors)")
+    if args.export:
+        print(f"exported to {export_collection(args.out, args.export)}")
+    return 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -267,11 +319,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one JSON object per line on stdout, nothing else (logs go to stderr)")
     p.set_defaults(func=cmd_route)
 
-    p = sub.add_parser("collect", help="run strategies on queries into a runs table")
-    from .collection import add_arguments
-
-    add_arguments(p)
-    p.set_defaults(func=cmd_collect)
+    _add_collect_arguments(sub.add_parser(
+        "collect", help="run strategies on queries into a runs table"))
     return parser
 
 

@@ -15,15 +15,14 @@ file ``<path>.meta.json``.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .strategies import parse_strategy
+from .atomic import atomic_path
+from .strategies import METHODS, parse_strategy
 
 __all__ = [
     "RUN_COLUMNS",
@@ -189,9 +188,7 @@ def write_runs(runs: pd.DataFrame, path, provenance: dict | None = None,
     fmt = _file_format(path)
     df = validate_runs(runs) if validate else runs
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         if fmt == "parquet":
             import pyarrow as pa
             import pyarrow.parquet as pq
@@ -203,18 +200,9 @@ def write_runs(runs: pd.DataFrame, path, provenance: dict | None = None,
             pq.write_table(table.replace_schema_metadata(meta), tmp)
         else:
             df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a shipped table must be readable
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     if fmt == "jsonl" and provenance is not None:
-        meta_path = _provenance_path(path)
-        tmp_meta = meta_path.with_name(meta_path.name + ".tmp")
-        tmp_meta.write_text(json.dumps(provenance, indent=2, default=str))
-        os.replace(tmp_meta, meta_path)
+        with atomic_path(_provenance_path(path)) as tmp:
+            tmp.write_text(json.dumps(provenance, indent=2, default=str))
     return path
 
 
@@ -239,22 +227,33 @@ def read_runs(path, *, validate: bool = True) -> pd.DataFrame:
     Parameters
     ----------
     path : str or Path
-        A ``.parquet`` or ``.jsonl`` file, or a collection directory written by
-        ``ttcrouter collect``.
+        A ``.parquet`` or ``.jsonl`` file. A collection directory written by
+        ``ttcrouter collect`` is read by :func:`ttcrouter.collection.load_collection`.
     validate : bool, default=True
 
     Returns
     -------
     DataFrame
+
+    Raises
+    ------
+    FileNotFoundError
+        Nothing at ``path``.
+    IsADirectoryError
+        ``path`` is a directory; the message names the function that reads it.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No runs table at {str(path)!r}.")
     if path.is_dir():
-        # a collection directory written by ``ttcrouter collect`` (part files + provenance)
-        from .collection import load_collection
-
-        return load_collection(path, validate=validate)
+        # A collection directory is the collection's format; the collection depends on
+        # this module, never the reverse, so it is read there.
+        raise IsADirectoryError(
+            f"{str(path)!r} is a directory, not a runs file. A collection directory "
+            f"written by ttcrouter collect is read with "
+            f"ttcrouter.load_collection({str(path)!r}), or exported to one runs file with "
+            f"ttcrouter.export_collection."
+        )
     if _file_format(path) == "parquet":
         df = pd.read_parquet(path)
     else:
@@ -366,8 +365,6 @@ def aggregate_runs(runs: pd.DataFrame, strategies=None, *, missing: str = "drop"
 
 def strategy_sort_key(name: str):
     """Sort key of a strategy name: method (in ``METHODS`` order), n, beam width, name."""
-    from .strategies import METHODS
-
     spec = parse_strategy(name)
     return (METHODS.index(spec.method), spec.n, spec.beam_width, name)
 

@@ -1,0 +1,45 @@
+import datetime as dt
+import shlex
+import sys
+
+from ttcrouter import __version__
+from ttcrouter.provenance import (command_line, describe, hardware_info, now, package_version,
+                                  package_versions)
+
+
+def test_hardware_info_names_this_machine():
+    info = hardware_info()
+    assert set(info) == {"cpu", "cpu_count", "cpus_usable", "memory_gb", "gpu", "platform",
+                         "python"}
+    assert info["cpu_count"] >= 1 and 1 <= info["cpus_usable"] <= info["cpu_count"]
+    assert info["python"] == ".".join(map(str, sys.version_info[:3]))
+
+
+def test_package_versions():
+    import numpy as np
+
+    assert package_version("numpy") == f"numpy {np.__version__}"
+    assert package_version("no-such-package-xyz", "numpy") == f"numpy {np.__version__}"
+    assert package_version("no-such-package-xyz") is None
+    v = package_versions(["numpy", ("no-such-package-xyz", "numpy"), "no-such-package-abc"])
+    assert v["ttcrouter"] == __version__ and v["numpy"] == np.__version__
+    assert v["no-such-package-xyz"] == np.__version__ and v["no-such-package-abc"] is None
+
+
+def test_now_is_utc_to_the_second():
+    t = dt.datetime.fromisoformat(now())
+    assert t.utcoffset() == dt.timedelta(0) and t.microsecond == 0
+
+
+def test_command_line_and_describe():
+    assert shlex.split(command_line(["prog", "a b", "--x"])) == ["prog", "a b", "--x"]
+
+    class Scorer:
+        model_name = "Qwen/PRM"
+        aggregation = "last"
+
+    class Plain:
+        pass
+
+    assert describe(Scorer()) == "Scorer(model=Qwen/PRM, aggregation=last)"
+    assert describe(Plain()) == "Plain" and describe(None) is None

@@ -1,0 +1,86 @@
+"""The executor factory: a StrategyExecutor on a named backend, built in one place.
+
+Collection (:func:`ttcrouter.collection.collect`) and serving build their executors here,
+so a backend is configured the same way wherever it runs. Backends are imported when an
+executor is built, never at import, so this module is light.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+__all__ = ["BACKENDS", "make_executor"]
+
+#: backend name -> its generator class among the public names of :mod:`ttcrouter.executors`
+BACKENDS = {
+    "vllm": "VLLMGenerator",
+    "openai": "OpenAIGenerator",
+    "transformers": "TransformersGenerator",
+}
+
+
+def _public(name: str):
+    # through the package's lazy exports: a backend (and vLLM) is imported only when used
+    return getattr(import_module(__package__), name)
+
+
+def make_executor(backend="vllm", model=None, base_url=None, *, seed=0, max_tokens=128,
+                  temperature=0.7, max_steps=None, step_max_tokens=None, scorer="logprob",
+                  enforce_eager=False, kv_cache_space_gb=None, generator_kwargs=None,
+                  **executor_kwargs):
+    """A :class:`~ttcrouter.executors.StrategyExecutor` on a backend.
+
+    Parameters
+    ----------
+    backend : {"vllm", "openai", "transformers"}
+    model : str or None
+        Model path or name; None is the embedded SmolLM2-135M-Instruct.
+    base_url : str or list of str, optional
+        Server(s) of the ``openai`` backend (required there).
+    seed : int, default=0
+        Seed of the ``vllm`` and ``transformers`` generators.
+    max_tokens, temperature, max_steps, step_max_tokens
+        Executor parameters; ``max_steps`` and ``step_max_tokens`` keep the executor's
+        defaults when None.
+    scorer : "logprob", None or a scorer object, default="logprob"
+        ``"logprob"`` scores candidates with :class:`~ttcrouter.executors.LogprobScorer`
+        on the generator itself (no PRM ships offline); None is the executor's default.
+    enforce_eager : bool, default=False
+        ``vllm``: skip graph compilation.
+    kv_cache_space_gb : int, optional
+        ``vllm``: KV cache size of the CPU engine.
+    generator_kwargs : dict, optional
+        More keyword arguments of the generator class; they override the ones above.
+    **executor_kwargs
+        More keyword arguments of :class:`~ttcrouter.executors.StrategyExecutor`.
+
+    Raises
+    ------
+    ValueError
+        An unknown backend or scorer, or the ``openai`` backend without ``base_url``.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"Unknown backend {backend!r}; choose vllm, openai or transformers.")
+    if isinstance(scorer, str) and scorer != "logprob":
+        raise ValueError(f"Unknown scorer {scorer!r}; use 'logprob' or pass a scorer.")
+    if backend == "openai":
+        if not base_url:
+            raise ValueError("The openai backend needs --base-url (e.g. "
+                             "http://127.0.0.1:8000/v1).")
+        gen_kwargs = {"base_urls": base_url, "model": model}
+    elif backend == "vllm":
+        gen_kwargs = {"model": model, "seed": seed, "enforce_eager": enforce_eager,
+                      "kv_cache_space_gb": kv_cache_space_gb}
+    else:
+        gen_kwargs = {"model": model, "seed": seed}
+    gen_kwargs.update(generator_kwargs or {})
+    generator = _public(BACKENDS[backend])(**gen_kwargs)
+    if isinstance(scorer, str):
+        scorer = _public("LogprobScorer")()
+    kwargs = dict(max_tokens=max_tokens, temperature=temperature)
+    if max_steps is not None:
+        kwargs["max_steps"] = max_steps
+    if step_max_tokens is not None:
+        kwargs["step_max_tokens"] = step_max_tokens
+    kwargs.update(executor_kwargs)
+    return _public("StrategyExecutor")(generator, scorer=scorer, **kwargs)
