@@ -28,8 +28,7 @@ from importlib import import_module
 from ._version import __version__
 from .models import SHIPPED_RUNS, shipped_runs_path
 
-__all__ = ["main", "build_parser", "configure_logging", "SHIPPED_RUNS", "shipped_runs_path",
-           "read_questions"]
+__all__ = ["main", "build_parser", "configure_logging", "SHIPPED_RUNS", "shipped_runs_path"]
 
 DEFAULT_DEMO_REPORT = "ttcrouter-demo-report"
 #: Name of the handler :func:`configure_logging` installs (replaced, never stacked).
@@ -118,6 +117,7 @@ cmd_fit = _command("cmd_fit")
 cmd_evaluate = _command("cmd_evaluate")
 cmd_demo = _command("cmd_demo")
 cmd_route = _command("cmd_route")
+cmd_collect = _command("cmd_collect")
 
 
 # ---------------------------------------------------------------------------------------
@@ -158,28 +158,6 @@ def _add_collect_arguments(p):
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_collect)
     return p
-
-
-def cmd_collect(args) -> int:
-    from .collection import collect, export_collection
-
-    base_url = args.base_url
-    if base_url and len(base_url) == 1:
-        base_url = base_url[0]
-    df = collect(args.dataset, strategies=args.strategies, repeats=args.repeats, out=args.out,
-                 backend=args.backend, model=args.model, base_url=base_url,
-                 pool_size=args.pool_size, chunk_size=args.chunk_size, seed=args.seed,
-                 progress=not args.no_progress, latency=args.latency,
-                 calibration_queries=args.calibration_queries, max_tokens=args.max_tokens,
-                 temperature=args.temperature, max_steps=args.max_steps,
-                 step_max_tokens=args.step_max_tokens, enforce_eager=args.eager,
-                 kv_cache_space_gb=args.kv_cache_gb, dataset_name=args.dataset,
-                 recalibrate_latency=args.recalibrate_latency)
-    n_err = int(df["error"].notna().sum()) if len(df) else 0
-    print(f"{len(df)} rows in {args.out} ({n_err} with errors)")
-    if args.export:
-        print(f"exported to {export_collection(args.out, args.export)}")
-    return 0
 
 
 # ---------------------------------------------------------------------------------------

@@ -16,13 +16,14 @@ before any command runs).
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import shutil
 import tempfile
 from importlib import resources
 from pathlib import Path
+
+from filelock import FileLock
 
 __all__ = [
     "EMBEDDED_GENERATOR_NAME",
@@ -77,28 +78,11 @@ def embedded_gguf_path() -> Path:
     return path
 
 
-@contextlib.contextmanager
-def _file_lock(path: Path):
-    """An exclusive advisory lock on ``path`` (POSIX ``fcntl``; no lock elsewhere)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows
-            yield
-            return
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 def _convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """Dequantize the GGUF file and save model + tokenizer as a safetensors folder."""
     try:
-        import gguf  # noqa: F401
         import accelerate  # noqa: F401
+        import gguf  # noqa: F401
     except ImportError as exc:
         raise ImportError(
             "Converting the embedded GGUF model needs the packages `gguf` and `accelerate`: "
@@ -158,7 +142,7 @@ def embedded_generator_path(cache_dir: str | os.PathLike | None = None) -> Path:
         return target
     gguf_path = embedded_gguf_path()
     root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f".{EMBEDDED_GENERATOR_NAME}.lock"):
+    with FileLock(root / f".{EMBEDDED_GENERATOR_NAME}.lock"):
         if (target / _DONE_MARKER).is_file():  # another process finished meanwhile
             return target
         tmp = Path(tempfile.mkdtemp(prefix=f".{EMBEDDED_GENERATOR_NAME}-", dir=root))

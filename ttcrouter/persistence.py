@@ -15,13 +15,14 @@ from __future__ import annotations
 import io
 import platform
 import warnings
-from datetime import datetime, timezone
 from pathlib import Path
 
 import joblib
 import sklearn
 
 from ._version import __version__
+from .atomic import atomic_path
+from .provenance import now
 
 __all__ = [
     "ROUTER_FORMAT",
@@ -150,15 +151,14 @@ def save_router(obj, path, metadata=None) -> Path:
         "ttcrouter_version": __version__,
         "sklearn_version": sklearn.__version__,
         "python_version": platform.python_version(),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": now(),
         "metadata": meta,
         "router": buffer.getvalue(),
     }
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    joblib.dump(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        joblib.dump(payload, tmp)
     return path
 
 

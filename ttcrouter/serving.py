@@ -25,11 +25,14 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from .executors.base import GenerationRequest
-from .executors.hf_backend import TransformersGenerator
-from .executors.openai_backend import OpenAIGenerator
-from .executors.runner import StrategyExecutor
-from .executors.vllm_backend import VLLMGenerator
-from .persistence import ROUTER_FORMAT, RouterFileError, load_router, router_metadata, save_router
+from .executors.factory import BACKENDS, make_executor
+from .persistence import (
+    ROUTER_FORMAT,
+    RouterFileError,
+    load_router,
+    router_metadata,
+    save_router,
+)
 
 __all__ = [
     "RoutedResult",
@@ -99,7 +102,6 @@ class RoutedResult:
         return asdict(self)
 
 
-_BACKENDS = ("vllm", "transformers", "openai")
 
 
 class RoutedExecutor:
@@ -153,8 +155,8 @@ class RoutedExecutor:
             router = router["router"]
         else:
             self.metadata = router_metadata(router)
-        if backend not in _BACKENDS:
-            raise ValueError(f"backend must be one of {_BACKENDS}, got {backend!r}.")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {tuple(BACKENDS)}, got {backend!r}.")
         self.router = router
         self.encoder = encoder
         self.backend = backend
@@ -209,21 +211,18 @@ class RoutedExecutor:
         return time.perf_counter() - t0
 
     def _build_executor(self):
-        kw = dict(self.generator_kwargs)
-        if self.backend == "vllm":
-            generator = VLLMGenerator(model=self.model, **kw)
-        elif self.backend == "transformers":
-            generator = TransformersGenerator(model=self.model, **kw)
-        else:
-            if self.base_url is None:
-                raise ValueError("backend='openai' needs base_url (the server's /v1 URL).")
-            if self.model is not None:
-                kw["model"] = self.model
-            generator = OpenAIGenerator(self.base_url, **kw)
         ekw = dict(self.executor_kwargs)
-        if self.scorer is not None:
-            ekw["scorer"] = self.scorer
-        return StrategyExecutor(generator, **ekw)
+        generator_kwargs = dict(self.generator_kwargs)
+        if self.backend == "vllm":
+            # a routed query should not wait minutes for graph compilation
+            generator_kwargs.setdefault("enforce_eager", True)
+        if self.backend == "openai" and self.base_url is None:
+            raise ValueError("backend='openai' needs base_url (the server's /v1 URL).")
+        return make_executor(
+            self.backend, self.model, self.base_url, scorer=self.scorer,
+            max_tokens=ekw.pop("max_tokens", 256), temperature=ekw.pop("temperature", 0.7),
+            generator_kwargs=generator_kwargs, **ekw,
+        )
 
     def close(self):
         """Release the executor's generator if this object built it."""

@@ -26,12 +26,13 @@ from ..provenance import hardware_info
 from .collect import collect
 from .pooled import PooledResult, derive_pooled
 from .store import (COLUMNS, FORMAT, CollectionConfigError, CollectionStore, export_collection,
-                    load_collection)
+                    load_collection, load_runs)
 
 __all__ = [
     "collect",
     "derive_pooled",
     "load_collection",
+    "load_runs",
     "export_collection",
     "make_executor",
     "hardware_info",

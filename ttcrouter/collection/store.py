@@ -41,7 +41,7 @@ from filelock import FileLock, Timeout
 
 from ..atomic import atomic_path, remove_temporaries, write_atomic
 from ..provenance import describe
-from ..runs import RUN_COLUMNS, validate_runs, write_runs
+from ..runs import RUN_COLUMNS, read_runs, validate_runs, write_runs
 from .latency import apply_calibration, latency_models, latest_calibration
 
 __all__ = ["FORMAT", "COLUMNS", "CollectionConfigError", "CollectionStore", "config_diff",
@@ -236,7 +236,7 @@ class CollectionStore:
             raise CollectionConfigError(
                 f"Output {str(self.path)!r} holds a collection made with another "
                 f"configuration: " + "; ".join(diffs) + ". Resume with the same settings, "
-                f"use another --out, or delete that directory to start over."
+                "use another --out, or delete that directory to start over."
             )
 
     def done_keys(self) -> set:
@@ -306,6 +306,26 @@ def load_collection(out, *, validate: bool = True) -> pd.DataFrame:
     prov["config"] = store.read_config()
     df.attrs["provenance"] = prov
     return df
+
+
+def load_runs(path, *, validate: bool = True) -> pd.DataFrame:
+    """Read a runs table from a runs file or a collection directory.
+
+    Parameters
+    ----------
+    path : str or Path
+        A ``.parquet``/``.jsonl`` runs file (:func:`ttcrouter.read_runs`) or a directory
+        written by :func:`~ttcrouter.collection.collect` (:func:`load_collection`).
+    validate : bool, default=True
+
+    Returns
+    -------
+    DataFrame
+    """
+    path = Path(path)
+    if path.is_dir():
+        return load_collection(path, validate=validate)
+    return read_runs(path, validate=validate)
 
 
 def export_collection(out, path, *, validate: bool = True) -> Path:

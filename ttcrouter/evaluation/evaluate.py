@@ -22,17 +22,15 @@ cost range (log-cost axis scaled to [0, 1], :func:`ttcrouter.frontier.frontier_a
 from __future__ import annotations
 
 import logging
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import sklearn
 from sklearn.base import clone
 from sklearn.model_selection import KFold
 
-from .._version import __version__
+from ..collection.store import load_runs
 from ..crossfit import fit_predict_fold
 from ..embedding import EmbeddingTransformer
 from ..frontier import (
@@ -45,13 +43,14 @@ from ..frontier import (
 )
 from ..metrics import oracle_choice, static_strategy_table
 from ..probe import ProbeClassifier
+from ..provenance import package_versions
 from ..router import UtilityRouter
-from ..runs import RunsSummary, aggregate_runs, read_runs, split_queries
+from ..runs import RunsSummary, aggregate_runs, split_queries
 from ..validation import check_int
 from .plots import COST_AXES
 from .report import EvaluationReport
 
-__all__ = ["evaluate", "MIN_TRAIN_QUERIES", "MIN_TEST_QUERIES", "package_versions"]
+__all__ = ["evaluate", "MIN_TRAIN_QUERIES", "MIN_TEST_QUERIES"]
 
 logger = logging.getLogger("ttcrouter.evaluation")
 
@@ -185,7 +184,7 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         "train_query_ids": [str(q) for q in qids[folds[0][0]]] if cv is None else None,
         "test_query_ids": [str(q) for q in qids[te]],
         "folds": None if cv is None else [[str(q) for q in qids[f[1]]] for f in folds],
-        "versions": package_versions(),
+        "versions": package_versions(["scikit-learn", "numpy", "pandas"]),
     }
     report = EvaluationReport(
         strategies=strategies, n_train=len(folds[0][0]), n_test=len(te), static=static,
@@ -225,7 +224,7 @@ def _summary(runs) -> tuple[RunsSummary, str]:
     if isinstance(runs, RunsSummary):
         return runs, "RunsSummary"
     if isinstance(runs, (str, Path)):
-        return aggregate_runs(read_runs(runs)), str(runs)
+        return aggregate_runs(load_runs(runs)), str(runs)
     if isinstance(runs, pd.DataFrame):
         return aggregate_runs(runs), "in-memory table"
     raise TypeError(
@@ -356,12 +355,3 @@ def _short_repr(est, limit=200) -> str:
     text = " ".join(repr(est).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
-
-def package_versions() -> dict:
-    """Versions of ttcrouter, scikit-learn, numpy, pandas and Python (``config["versions"]``).
-
-    To be replaced by the shared provenance module's equivalent once it exists.
-    """
-    return {"ttcrouter": __version__, "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__, "pandas": pd.__version__,
-            "python": sys.version.split()[0]}
