@@ -42,6 +42,11 @@ _EXPORTS = {
     "UtilityRouter": "router",
     "UtilityRouterCV": "tuning",
     "lambda_grid": "tuning",
+    # batch budgets
+    "allocate": "allocation",
+    "allocate_batch": "allocation",
+    "AllocationResult": "allocation",
+    "calibrate_lambda": "allocation",
     # metrics (fixed-lambda scorers and baselines)
     "make_utility_scorer": "metrics",
     "make_accuracy_scorer": "metrics",

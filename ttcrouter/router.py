@@ -12,6 +12,7 @@ and returns ``argmax_s U_s(x)``. ``a_s(x)`` comes from a binary probe over rows
 from __future__ import annotations
 
 import inspect
+from dataclasses import replace
 from numbers import Real
 
 import numpy as np
@@ -21,6 +22,7 @@ from sklearn.utils import get_tags
 from sklearn.utils._param_validation import HasMethods, Interval
 from sklearn.utils.validation import check_is_fitted, has_fit_parameter, validate_data
 
+from . import allocation
 from .costs import CostTable
 from .frontier import dominated
 from .probe import ProbeClassifier, soft_to_weighted
@@ -365,6 +367,70 @@ class UtilityRouter(MetaEstimatorMixin, BaseEstimator):
         """
         idx = self.predict_index(X, strategies)
         return np.asarray(self.strategies_, dtype=object)[idx]
+
+    def allocate(self, X, *, max_total_tokens=None, max_mean_tokens=None,
+                 max_total_latency=None, max_mean_latency=None, max_query_latency=None,
+                 concurrency=None, strategies=None, return_result=False):
+        """One strategy per query of the batch ``X``, the best total accuracy within a budget.
+
+        Unlike :meth:`predict` (a price per token or second), this spends one budget across
+        the whole batch: it maximizes the total predicted accuracy subject to the predicted
+        total (or mean) cost staying within the budget, by
+        :func:`ttcrouter.allocation.allocate`, which documents the algorithm, the execution
+        models of a latency budget (sequential, or ``concurrency`` requests at once) and the
+        guarantees. Strategies pruned as dominated are never chosen, as in :meth:`predict`.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_queries, n_features)
+        max_total_tokens, max_mean_tokens : float, default=None
+            Budget on the predicted total (or mean per query) tokens.
+        max_total_latency, max_mean_latency : float, default=None
+            Job-level latency budget (seconds) under the execution model ``concurrency``.
+        max_query_latency : float, default=None
+            Per-query latency cap (a filter).
+        concurrency : int, default=None
+            None: queries run one after another (latencies add); K: K at once.
+        strategies : list of str, default=None
+            Allocate among these fitted strategies only.
+        return_result : bool, default=False
+            Also return the :class:`~ttcrouter.allocation.AllocationResult` (its ``choice``
+            indexes ``strategies_``).
+
+        Returns
+        -------
+        names : ndarray of shape (n_queries,), dtype object
+        result : AllocationResult, only when ``return_result=True``
+
+        Raises
+        ------
+        ValueError
+            When no allocation fits (the message gives the minimum cost), or a budget prices
+            a cost the router was fitted without.
+        """
+        X = self._validate_X(X)
+        cols = self._subset(strategies)
+        has_t = not self.training_means_["tokens"].isna().all()
+        has_l = not self.training_means_["latency"].isna().all()
+        for given, has, what in (
+                (max_total_tokens is not None or max_mean_tokens is not None, has_t, "tokens"),
+                (max_total_latency is not None or max_mean_latency is not None
+                 or max_query_latency is not None, has_l, "latency")):
+            if given and not has:
+                raise ValueError(
+                    f"A {what} budget needs predicted {what}, but the router was fitted "
+                    f"without {what}=...; refit with it."
+                )
+        T, L = self._predict_costs(X, cols)
+        res = allocation.allocate(
+            self._predict_accuracy(X, cols), T if has_t else None, L if has_l else None,
+            max_total_tokens=max_total_tokens, max_mean_tokens=max_mean_tokens,
+            max_total_latency=max_total_latency, max_mean_latency=max_mean_latency,
+            max_query_latency=max_query_latency, concurrency=concurrency,
+            allowed=self._routable(cols))
+        res = replace(res, choice=cols[res.choice])
+        names = np.asarray(self.strategies_, dtype=object)[res.choice]
+        return (names, res) if return_result else names
 
     def score(self, X, Y, tokens=None, latency=None):
         """Mean realized utility of the routed choices at the router's own lambdas.

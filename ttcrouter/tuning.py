@@ -316,6 +316,14 @@ class UtilityRouterCV(MetaEstimatorMixin, BaseEstimator):
         check_is_fitted(self)
         return self.best_estimator_.predict_utility(X, strategies=strategies)
 
+    def allocate(self, X, **budget):
+        """One strategy per query within a batch budget, by the refitted router.
+
+        See :meth:`UtilityRouter.allocate` for the keywords.
+        """
+        check_is_fitted(self)
+        return self.best_estimator_.allocate(X, **budget)
+
     def score(self, X, Y, tokens=None, latency=None):
         """Realized utility at the chosen lambdas (see UtilityRouter.score)."""
         check_is_fitted(self)
