@@ -12,6 +12,8 @@ from abc import ABC
 from dataclasses import dataclass, field
 from typing import Sequence
 
+from ..models import EMBEDDED_GENERATOR_NAME
+
 __all__ = [
     "GenerationRequest",
     "Completion",
@@ -142,8 +144,6 @@ class Generator(ABC):
     @property
     def model_name(self) -> str:
         """Model identifier recorded in provenance (the embedded model's name for ``None``)."""
-        from ..models import EMBEDDED_GENERATOR_NAME
-
         model = getattr(self, "model", None)
         if model is None or str(model) == "embedded":
             return EMBEDDED_GENERATOR_NAME

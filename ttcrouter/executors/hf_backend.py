@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 from typing import Sequence
 
+from ..models import resolve_model
 from .base import (
     DEFAULT_SYSTEM_PROMPT,
     Completion,
@@ -94,8 +95,6 @@ class TransformersGenerator(Generator):
     def _load(self):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from ..models import resolve_model
 
         path = resolve_model(self.model)
         device = self.device

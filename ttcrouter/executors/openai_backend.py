@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from ..models import resolve_model
 from .base import DEFAULT_SYSTEM_PROMPT, Completion, Generator, chat_messages, render_prompt
 
 __all__ = ["OpenAIGenerator"]
@@ -211,8 +212,6 @@ class OpenAIGenerator(Generator):
             return None
         if self._tok is None:
             from transformers import AutoTokenizer
-
-            from ..models import resolve_model
 
             self._tok = AutoTokenizer.from_pretrained(resolve_model(self.tokenizer))
         return self._tok

@@ -11,6 +11,7 @@ import gc
 import os
 from typing import Sequence
 
+from ..models import resolve_model
 from .base import (
     DEFAULT_SYSTEM_PROMPT,
     Completion,
@@ -160,8 +161,6 @@ class VLLMGenerator(Generator):
         return self._tokenizer
 
     def _start(self):
-        from ..models import resolve_model
-
         if self.kv_cache_space_gb is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(self.kv_cache_space_gb))
         else:
