@@ -26,9 +26,10 @@ _EXPORTS = {
     "ExecutionResult": "results",
     "CandidatePool": "results",
     "execute": "runner",
-    "select_candidate": "search",
-    "register": "search",
-    "search_for": "search",
+    # Through the runner, which imports (so registers) every built-in family.
+    "select_candidate": "runner",
+    "register": "runner",
+    "search_for": "runner",
 }
 
 __all__ = list(_EXPORTS)

@@ -30,7 +30,7 @@ from .scoring import AGGREGATIONS, LogprobScorer, ScoreResult, aggregate_step_sc
 # Importing a family module registers it; every built-in family is imported here, so the
 # runner can dispatch to all of them.
 from .search import beam_search, best_of_n, majority_vote  # noqa: F401
-from .search import search_for, select_candidate
+from .search import register, search_for, select_candidate  # noqa: F401 - re-exported
 from .search.utils import split_logprobs, split_steps
 
 __all__ = [
