@@ -13,6 +13,13 @@ Measures, for one prompt and up to 64 new tokens per candidate:
 at n = 1, 4, 16, and writes the medians, the ratios to n = 1 and the executor's overhead over
 the bare engine into ``docs/bench_latency.md``.
 
+Every cell is warmed up at every n before timing (a first call with new sampling parameters
+pays one-time costs), the cells run in a fresh seeded random order at every (rep, n) (so no
+cell always runs right after the same neighbour), and the overhead is the median over reps of
+the ratio executor / bare engine measured in the same rep, not a ratio of two medians. The
+time each executor call spends outside the engine call is reported in milliseconds, a figure
+the machine's load barely moves. The load average is recorded at the start and the end.
+
 Run: ``python bench/bench_latency.py`` (starts one engine; about 10 minutes on 2 CPU cores).
 """
 
@@ -21,6 +28,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import statistics
 import time
 from datetime import datetime, timezone
@@ -57,7 +65,7 @@ def main(argv=None):
     from vllm import SamplingParams
 
     from ttcrouter.executors.base import GenerationRequest
-    from ttcrouter.executors.runner import StrategyExecutor
+    from ttcrouter.executors import StrategyExecutor
     from ttcrouter.executors.vllm_backend import VLLMGenerator
     from ttcrouter.strategies import BeamSearch, BestOfN, MajorityVote
 
@@ -111,29 +119,37 @@ def main(argv=None):
         "majority vote (executor)": lambda n: run(MajorityVote(n)),
         "beam search (executor)": lambda n: run(BeamSearch(*BEAMS[n], max_steps=8)),
     }
-    for n in (1, 4):  # warm-up: first calls allocate and fill caches
-        bare(n)
-        run(BestOfN(n))
-    # Reps are interleaved across cells, so load from other jobs spreads over all of them.
+    load_start = os.getloadavg()
+    # Warm-up: every cell at every n, so no timed run pays a first call's one-time costs.
+    for n in args.ns:
+        for fn in cells.values():
+            fn(n)
+    # Reps are interleaved across cells, so load from other jobs spreads over all of them; the
+    # order is shuffled at every (rep, n): a fixed or rotated order keeps each cell right after
+    # the same neighbour, and a neighbour's after-effects would then bias one cell.
+    names = list(cells)
     raw = {(name, n): [] for name in cells for n in args.ns}
+    rng = random.Random(0)
     for rep in range(args.reps):
         for n in args.ns:
-            for name, fn in cells.items():
-                got = fn(n)
+            for name in rng.sample(names, len(names)):
+                got = cells[name](n)
                 raw[name, n].append(got)
                 print(f"rep {rep} {name:26s} n={n:2d} {got[0]:.2f}s tokens {got[1]}", flush=True)
+    load_end = os.getloadavg()
     results = {}
     for key, runs in raw.items():
         times = [r[0] for r in runs]
         results[key] = dict(lat=_median(times), tok=_median([r[1] for r in runs]),
                             steps=_median([r[2] for r in runs]),
                             engine=sum(r[3] for r in runs), backend=sum(r[4] for r in runs),
-                            total=sum(times), spread=(min(times), max(times)))
+                            total=sum(times), spread=(min(times), max(times)),
+                            times=times, outside_ms=_median([1000 * (r[0] - r[3]) for r in runs]))
     gen.close()
-    write_report(args, results, start_s)
+    write_report(args, results, start_s, (load_start, load_end))
 
 
-def write_report(args, results, start_s):
+def write_report(args, results, start_s, load):
     ns = args.ns
     lines = [
         "# Executor latency vs the bare vLLM engine",
@@ -143,10 +159,13 @@ def write_report(args, results, start_s):
         f"Machine: {platform.machine()}, {os.cpu_count()} CPU cores, no GPU; vLLM CPU engine "
         f"({'compiled' if args.compiled else 'eager'}, KV block size "
         f"{args.block_size or 'default (128 on CPU)'}, started in {start_s:.0f} s), embedded "
-        "SmolLM2-135M-Instruct. Machine shared with other jobs: figures are noisy.",
+        "SmolLM2-135M-Instruct. Machine shared with other jobs: load average (1, 5, 15 min) "
+        f"{' / '.join(f'{x:.2f}' for x in load[0])} at the start, "
+        f"{' / '.join(f'{x:.2f}' for x in load[1])} at the end.",
         "",
         f"One prompt ({PROMPT!r}), at most {args.max_tokens} new tokens per candidate, "
-        f"temperature 0.7, median of {args.reps} timed runs after warm-up. Beam search: "
+        f"temperature 0.7, median of {args.reps} timed runs after a warm-up of every cell at "
+        "every n, the cells in a seeded random order at every (rep, n). Beam search: "
         f"`\\n`-delimited steps of at most {args.step_max_tokens} tokens, at most 8 steps, "
         f"{args.max_tokens} tokens per beam, "
         + ", ".join(f"n={n}: BeamSearch({a}, {b})" for n, (a, b) in BEAMS.items() if n in ns)
@@ -177,21 +196,25 @@ def write_report(args, results, start_s):
         lines.append(f"| {name} | " + " | ".join(
             f"{results[name, n]['lat'] / base:.2f}" for n in ns) + " |")
     lines += ["", "## Executor overhead over the bare engine (same n)", "",
-              "Latency of each parallel executor divided by the matching bare-engine row at the "
-              "same n, and its ratio n=max / n=1 beside the bare engine's (target: within 10%).",
+              "Median over reps of (executor latency / matching bare-engine latency in the same "
+              "rep) at the same n, then the executor's ratio n=max / n=1 beside the bare "
+              "engine's, both from medians (target: within 10%).",
               "",
-              "| method | " + " | ".join(f"n={n}" for n in ns) + " | ratio(n=max) vs bare |",
-              "| --- | " + " | ".join("---" for _ in ns) + " | --- |"]
+              "| method | " + " | ".join(f"n={n}" for n in ns) + " | ratio(n=max) vs bare | "
+              "outside the engine, ms per call (median, " + ", ".join(f"n={n}" for n in ns) + ") |",
+              "| --- | " + " | ".join("---" for _ in ns) + " | --- | --- |"]
     pairs = {"best-of-N (executor)": "bare engine, logprobs",
              "majority vote (executor)": "bare engine, no logprobs"}
     for name, ref in pairs.items():
         bare = {n: results[ref, n]["lat"] for n in ns}
-        over = [results[name, n]["lat"] / bare[n] for n in ns]
+        over = [_median([a / b for a, b in zip(results[name, n]["times"],
+                                               results[ref, n]["times"])]) for n in ns]
         ratio_ex = results[name, ns[-1]]["lat"] / results[name, ns[0]]["lat"]
         ratio_bare = bare[ns[-1]] / bare[ns[0]]
         lines.append(f"| {name} | " + " | ".join(f"{o:.2f}x" for o in over)
                      + f" | {ratio_ex:.2f} vs {ratio_bare:.2f} "
-                       f"({100 * (ratio_ex / ratio_bare - 1):+.0f}%) |")
+                       f"({100 * (ratio_ex / ratio_bare - 1):+.0f}%) | "
+                     + " / ".join(f"{results[name, n]['outside_ms']:.1f}" for n in ns) + " |")
     lines += ["", "## Where the time goes (all timed runs summed)", "",
               "Engine: inside `vllm.LLM.generate`. Backend: `VLLMGenerator.generate` around it "
               "(chat template, tokenisation, output conversion). Executor: `StrategyExecutor` "

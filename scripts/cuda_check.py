@@ -140,26 +140,29 @@ def check_prm(models, dev, report):
     from ttcrouter.executors import QwenMathPRM
 
     sols = [["3 + 4 = 7.", "Answer: 7"], ["Three plus four is eight."]]
-    cpu = QwenMathPRM(model=str(models["prm"]), device="cpu").score("What is 3 + 4?", sols)
+    cpu = QwenMathPRM(model=str(models["prm"]), device="cpu")
+    cpu = cpu.score("What is 3 + 4?", sols).rewards
     out = {"cpu": cpu}
     if dev:
         # the default dtype on CUDA is bfloat16: close to float32 CPU, not equal
         prm = QwenMathPRM(model=str(models["prm"]), device=dev)
-        gpu = prm.score("What is 3 + 4?", sols)
+        scored = prm.score("What is 3 + 4?", sols)
+        gpu = scored.rewards
         out["cuda"] = gpu
         out["cuda_default_dtype_max_abs_diff"] = max(
             float(np.abs(np.subtract(a, b)).max()) for a, b in zip(cpu, gpu))
         for a, b in zip(cpu, gpu):
             np.testing.assert_allclose(a, b, atol=1e-2)
         f32 = QwenMathPRM(model=str(models["prm"]), device=dev, dtype="float32")
-        gpu32 = f32.score("What is 3 + 4?", sols)
+        gpu32 = f32.score("What is 3 + 4?", sols).rewards
         out["cuda_float32_max_abs_diff"] = max(
             float(np.abs(np.subtract(a, b)).max()) for a, b in zip(cpu, gpu32))
         for a, b in zip(cpu, gpu32):
             np.testing.assert_allclose(a, b, atol=1e-4)
         batch = prm.score_batch(["What is 3 + 4?"] * 3, [sols] * 3)
-        assert all(np.allclose(np.concatenate(s), np.concatenate(gpu), atol=1e-4) for s in batch)
-        out["reward_tokens"] = prm.last_reward_tokens
+        assert all(np.allclose(np.concatenate(s.rewards), np.concatenate(gpu), atol=1e-4)
+                   for s in batch)
+        out["reward_tokens"] = scored.reward_tokens
     report["prm"] = out
 
 

@@ -17,6 +17,7 @@ from ttcrouter.executors.rewards import (
     PRM_SYSTEM_PROMPT,
     LogprobScorer,
     QwenMathPRM,
+    ScoreResult,
     VLLMRewardModel,
     aggregate_step_scores,
     format_prm_input,
@@ -103,14 +104,16 @@ def test_aggregate_unknown():
 # -- log-prob scorer ------------------------------------------------------------------------------
 def test_logprob_scorer():
     scorer = LogprobScorer()
-    got = scorer.score("q", [["a", "b"], ["c"]],
+    res = scorer.score("q", [["a", "b"], ["c"]],
                        step_logprobs=[[[-0.1, -0.3], -2.0], [[]]])
-    assert got[0] == pytest.approx([math.exp(-0.2), math.exp(-2.0)])
-    assert got[1] == [0.0]  # a step without tokens never wins
-    assert scorer.last_reward_tokens == 0
+    assert isinstance(res, ScoreResult) and res.reward_tokens == 0  # no model read anything
+    assert res.rewards[0] == pytest.approx([math.exp(-0.2), math.exp(-2.0)])
+    assert res.rewards[1] == [0.0]  # a step without tokens never wins
     batch = scorer.score_batch(["q1", "q2"], [[["a"]], [["b"]]],
                                step_logprobs=[[[[-1.0]]], [[[0.0]]]])
-    assert batch == [[[pytest.approx(math.exp(-1))]], [[1.0]]]
+    assert [b.rewards for b in batch] == [[[pytest.approx(math.exp(-1))]], [[1.0]]]
+    assert [b.reward_tokens for b in batch] == [0, 0]
+    assert not hasattr(scorer, "last_reward_tokens")  # counts travel with the result
 
 
 def test_logprob_scorer_errors():
@@ -139,15 +142,17 @@ def test_format_prm_input_follows_model_card(tiny_prm_dir):
 @pytest.mark.slow
 def test_qwen_prm_path_rewards_in_unit_interval(tiny_prm_dir):
     prm = QwenMathPRM(str(tiny_prm_dir), device="cpu", batch_size=2)
-    scores = prm.score("What is 3 + 4?", SOLUTIONS)
+    res = prm.score("What is 3 + 4?", SOLUTIONS)
+    scores = res.rewards
     assert [len(s) for s in scores] == [len(s) for s in SOLUTIONS]
     flat = [r for s in scores for r in s]
     assert all(0.0 <= r <= 1.0 for r in flat)
     assert len(set(np.round(flat, 6))) > 1  # random weights: rewards differ between steps
-    assert prm.last_reward_tokens > 0
-    total = prm.reward_tokens
-    prm.score("What is 3 + 4?", SOLUTIONS[:1])
-    assert prm.reward_tokens == total + prm.last_reward_tokens
+    # every token of every candidate's input is read once, without padding
+    expected = sum(len(prm.tokenizer.encode(prm.format("What is 3 + 4?", s),
+                                            add_special_tokens=False)) for s in SOLUTIONS)
+    assert res.reward_tokens == expected
+    assert prm.score("What is 3 + 4?", SOLUTIONS[:1]).reward_tokens < expected
 
 
 @pytest.mark.slow
@@ -157,9 +162,9 @@ def test_qwen_prm_batching_matches_unbatched(tiny_prm_dir):
     single = QwenMathPRM(str(tiny_prm_dir), device="cpu", batch_size=1)
     a = batched.score("What is 3 + 4?", SOLUTIONS)
     b = single.score("What is 3 + 4?", SOLUTIONS)
-    for x, y in zip(a, b):
+    for x, y in zip(a.rewards, b.rewards):
         assert x == pytest.approx(y, abs=1e-5)
-    assert batched.last_reward_tokens == single.last_reward_tokens
+    assert a.reward_tokens == b.reward_tokens > 0
 
 
 @pytest.mark.slow
@@ -167,16 +172,17 @@ def test_qwen_prm_score_batch_across_questions(tiny_prm_dir):
     prm = QwenMathPRM(str(tiny_prm_dir), device="cpu", batch_size=4)
     out = prm.score_batch(["What is 3 + 4?", "What is 2 * 5?"],
                           [SOLUTIONS[:2], [["2 * 5 = 10", "Answer: 10"]]])
-    assert [len(x) for x in out] == [2, 1]
-    assert out[0] == [pytest.approx(s, abs=1e-5) for s in prm.score("What is 3 + 4?",
-                                                                    SOLUTIONS[:2])]
+    assert [len(x.rewards) for x in out] == [2, 1]
+    alone = prm.score("What is 3 + 4?", SOLUTIONS[:2])
+    assert out[0].rewards == [pytest.approx(s, abs=1e-5) for s in alone.rewards]
+    assert out[0].reward_tokens == alone.reward_tokens  # per question, not the batch total
 
 
 @pytest.mark.slow
 def test_qwen_prm_truncation_scores_cut_steps_zero(tiny_prm_dir):
     prm = QwenMathPRM(str(tiny_prm_dir), device="cpu", max_length=40)
     long = [f"step number {i} with some words" for i in range(20)]
-    scores = prm.score("q", [long])[0]
+    scores = prm.score("q", [long]).rewards[0]
     assert len(scores) == 20
     assert scores[-1] == 0.0
 
@@ -185,7 +191,6 @@ def test_vllm_reward_model_is_lazy():
     """Construction imports nothing and starts no engine; the formatting is shared."""
     rm = VLLMRewardModel("some/model", max_model_len=1024)
     assert rm._llm is None and rm.engine_kwargs == {"max_model_len": 1024}
-    assert rm.last_reward_tokens == 0
 
 
 # -- tiny PRM on the vLLM pooling engine ---------------------------------------------------------
@@ -253,8 +258,8 @@ def test_vllm_reward_model_tiny_qwen_prm(tmp_path):
                          dtype="float32", pooler_config=PoolerConfig(step_tag_id=step_id),
                          trust_remote_code=False)
     try:
-        got = rm.score("What is 3 + 4?", SOLUTIONS)
-        tokens = rm.last_reward_tokens
+        res = rm.score("What is 3 + 4?", SOLUTIONS)
+        got, tokens = res.rewards, res.reward_tokens
         batch = rm.score_batch(["What is 3 + 4?", "What is 2 * 5?"],
                                [SOLUTIONS[:1], [["2 * 5 = 10", "Answer: 10"]]])
     finally:
@@ -264,6 +269,6 @@ def test_vllm_reward_model_tiny_qwen_prm(tmp_path):
     expected = _reference_rewards(tmp_path / "prm", "What is 3 + 4?", SOLUTIONS)
     for a, b in zip(got, expected):
         assert a == pytest.approx(b, abs=1e-4)
-    assert tokens > 0 and rm.reward_tokens > tokens
-    assert [len(x) for x in batch] == [1, 1] and len(batch[1][0]) == 2
-    assert batch[0][0] == pytest.approx(got[0], abs=1e-4)
+    assert tokens > 0 and 0 < batch[0].reward_tokens < tokens  # one of three candidates
+    assert [len(x.rewards) for x in batch] == [1, 1] and len(batch[1].rewards[0]) == 2
+    assert batch[0].rewards[0] == pytest.approx(got[0], abs=1e-4)

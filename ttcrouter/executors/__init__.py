@@ -15,14 +15,21 @@ _EXPORTS = {
     "cpu_engine_dtype": "vllm_backend",
     "OpenAIGenerator": "openai_backend",
     "TransformersGenerator": "hf_backend",
-    "QwenMathPRM": "rewards",
-    "VLLMRewardModel": "rewards",
-    "LogprobScorer": "rewards",
-    "aggregate_step_scores": "rewards",
+    "QwenMathPRM": "prm",
+    "VLLMRewardModel": "prm",
+    "LogprobScorer": "scoring",
+    "ScoreResult": "scoring",
+    "StepScorer": "scoring",
+    "aggregate_step_scores": "scoring",
     "StrategyExecutor": "runner",
-    "ExecutionResult": "runner",
-    "CandidatePool": "runner",
+    "Candidate": "results",
+    "ExecutionResult": "results",
+    "CandidatePool": "results",
     "execute": "runner",
+    # Through the runner, which imports (so registers) every built-in family.
+    "select_candidate": "runner",
+    "register": "runner",
+    "search_for": "runner",
 }
 
 __all__ = list(_EXPORTS)

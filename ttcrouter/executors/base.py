@@ -1,12 +1,32 @@
-"""The interface every generator backend implements."""
+"""The generator interface every backend implements, and the helpers the backends share.
+
+:class:`Generator.generate` validates the requests and sampling arguments once, for every
+backend, then calls the backend's :meth:`Generator._generate`. The helpers below build chat
+prompts and check arguments the same way for the vLLM, OpenAI-compatible and transformers
+backends.
+"""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
 from typing import Sequence
 
-__all__ = ["GenerationRequest", "Completion", "Generator", "DEFAULT_SYSTEM_PROMPT"]
+from ..models import EMBEDDED_GENERATOR_NAME
+
+__all__ = [
+    "GenerationRequest",
+    "Completion",
+    "Generator",
+    "DEFAULT_SYSTEM_PROMPT",
+    "chat_messages",
+    "check_prompt_lengths",
+    "check_requests",
+    "check_sampling",
+    "first_stop",
+    "prompt_token_ids",
+    "render_prompt",
+]
 
 #: System prompt for the embedded model: short, and ends with an extractable answer line.
 DEFAULT_SYSTEM_PROMPT = "Solve the problem. End with 'Answer: <number>'."
@@ -57,12 +77,15 @@ class Completion:
 
 
 class Generator(ABC):
-    """A text generator backend: vLLM engine, OpenAI-compatible server or transformers."""
+    """A text generator backend: vLLM engine, OpenAI-compatible server or transformers.
+
+    A backend implements :meth:`_generate`, which receives validated arguments; a wrapper
+    (a generator forwarding to another) may override :meth:`generate` itself instead.
+    """
 
     #: Short backend name recorded in provenance ("vllm", "openai", "transformers").
     backend: str = ""
 
-    @abstractmethod
     def generate(
         self,
         requests: Sequence[GenerationRequest],
@@ -76,17 +99,51 @@ class Generator(ABC):
     ) -> list[list[Completion]]:
         """Generate ``n`` completions for each request, all requests in one batch.
 
+        Parameters
+        ----------
+        requests : sequence of GenerationRequest or str
+            Queries (and assistant prefixes to continue); a str is a query.
+        n : int, default=1
+            Completions per request. With ``temperature=0`` (greedy) a backend may decode one
+            completion and copy it ``n`` times (each copy reports the tokens it would cost).
+        temperature, top_p : float
+            Sampling parameters.
+        max_tokens : int, default=256
+            Most tokens generated per completion (fewer if the context ends first).
+        stop : sequence of str or None
+            Stop strings; the text is cut before the first one (its tokens are counted).
+        logprobs : bool, default=False
+            Return the log-probability of each generated token.
+
         Returns
         -------
         list of list of Completion
             ``result[i]`` holds the ``n`` completions of ``requests[i]``.
+
+        Raises
+        ------
+        TypeError, ValueError
+            For bad requests or sampling arguments; a backend raises ValueError naming the
+            request index when a prompt does not fit its context.
         """
+        requests = check_requests(requests)
+        stop = check_sampling(n, temperature, top_p, max_tokens, stop)
+        if not requests:
+            return []
+        return self._generate(requests, n=n, temperature=temperature, top_p=top_p,
+                              max_tokens=max_tokens, stop=stop, logprobs=logprobs)
+
+    def _generate(self, requests: list[GenerationRequest], *, n: int, temperature: float,
+                  top_p: float, max_tokens: int, stop: list[str],
+                  logprobs: bool) -> list[list[Completion]]:
+        """The backend's generation, on a non-empty list of validated requests."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement _generate() (or override generate())."
+        )
 
     @property
     def model_name(self) -> str:
         """Model identifier recorded in provenance (the embedded model's name for ``None``)."""
-        from ..models import EMBEDDED_GENERATOR_NAME
-
         model = getattr(self, "model", None)
         if model is None or str(model) == "embedded":
             return EMBEDDED_GENERATOR_NAME
@@ -100,3 +157,89 @@ class Generator(ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+# -- helpers shared by the backends ---------------------------------------------------------
+def chat_messages(system_prompt: str | None, query: str) -> list[dict]:
+    """Chat messages for one query: an optional system message, then the user message."""
+    messages = []
+    if system_prompt:
+        messages.append({"role": "system", "content": system_prompt})
+    messages.append({"role": "user", "content": query})
+    return messages
+
+
+def render_prompt(tokenizer, system_prompt: str | None, request: GenerationRequest) -> str:
+    """The chat template applied to the query (with the generation prompt), plus the prefix."""
+    text = tokenizer.apply_chat_template(
+        chat_messages(system_prompt, request.query), tokenize=False, add_generation_prompt=True
+    )
+    return text + request.prefix
+
+
+def prompt_token_ids(tokenizer, system_prompt: str | None, requests) -> list[list[int]]:
+    """Token ids of each request's full prompt (chat template, query, prefix)."""
+    return [
+        tokenizer.encode(render_prompt(tokenizer, system_prompt, r), add_special_tokens=False)
+        for r in check_requests(requests)
+    ]
+
+
+def check_requests(requests) -> list[GenerationRequest]:
+    """Validate a batch of requests; plain strings are accepted as queries."""
+    if isinstance(requests, (str, GenerationRequest)):
+        raise TypeError(
+            "generate() takes a sequence of requests; wrap a single one in a list: "
+            "generate([GenerationRequest(query)])."
+        )
+    out = []
+    for i, req in enumerate(requests):
+        if isinstance(req, str):
+            req = GenerationRequest(req)
+        if not isinstance(req, GenerationRequest):
+            raise TypeError(
+                f"Request {i} is a {type(req).__name__}; expected a GenerationRequest or str."
+            )
+        out.append(req)
+    return out
+
+
+def check_sampling(n, temperature, top_p, max_tokens, stop) -> list[str]:
+    """Validate sampling arguments shared by all backends; return the stop strings as a list."""
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}.")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature!r}.")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p!r}.")
+    if stop is None:
+        return []
+    if isinstance(stop, str):
+        stop = [stop]
+    stop = list(stop)
+    if any(not isinstance(s, str) or not s for s in stop):
+        raise ValueError(f"stop must be a list of non-empty strings, got {stop!r}.")
+    return stop
+
+
+def check_prompt_lengths(ids: Sequence[Sequence[int]], max_len: int) -> None:
+    """Raise ValueError naming the first prompt that leaves no room to generate in ``max_len``."""
+    for index, p in enumerate(ids):
+        if len(p) >= max_len:
+            raise ValueError(
+                f"Request {index}: the prompt has {len(p)} tokens, which leaves no room to "
+                f"generate within the model's context of {max_len} tokens. Shorten the query or "
+                "prefix, or raise max_model_len."
+            )
+
+
+def first_stop(text: str, stop: Sequence[str]) -> tuple[int, str | None]:
+    """Position and value of the earliest stop string in ``text`` (``(-1, None)`` if none)."""
+    best, which = -1, None
+    for s in stop:
+        pos = text.find(s)
+        if pos != -1 and (best == -1 or pos < best):
+            best, which = pos, s
+    return best, which

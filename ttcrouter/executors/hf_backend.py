@@ -8,8 +8,16 @@ from __future__ import annotations
 import copy
 from typing import Sequence
 
-from .base import DEFAULT_SYSTEM_PROMPT, Completion, GenerationRequest, Generator
-from ._chat import check_requests, check_sampling, prompt_token_ids, first_stop, prompt_too_long
+from ..models import resolve_model
+from .base import (
+    DEFAULT_SYSTEM_PROMPT,
+    Completion,
+    GenerationRequest,
+    Generator,
+    check_prompt_lengths,
+    first_stop,
+    prompt_token_ids,
+)
 
 __all__ = ["TransformersGenerator"]
 
@@ -88,8 +96,6 @@ class TransformersGenerator(Generator):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        from ..models import resolve_model
-
         path = resolve_model(self.model)
         device = self.device
         if device == "auto":
@@ -127,33 +133,12 @@ class TransformersGenerator(Generator):
         """Token ids of each request's full prompt (chat template, query, prefix)."""
         return prompt_token_ids(self.tokenizer, self.system_prompt, requests)
 
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        *,
-        n: int = 1,
-        temperature: float = 0.7,
-        top_p: float = 1.0,
-        max_tokens: int = 256,
-        stop: Sequence[str] | None = None,
-        logprobs: bool = False,
-    ) -> list[list[Completion]]:
-        """Generate ``n`` completions per request (same contract as :class:`VLLMGenerator`).
-
-        Raises
-        ------
-        ValueError
-            If a prompt does not fit in the context; the message names the request index.
-        """
-        requests = check_requests(requests)
-        stop = check_sampling(n, temperature, top_p, max_tokens, stop)
-        if not requests:
-            return []
+    def _generate(self, requests, *, n, temperature, top_p, max_tokens, stop, logprobs):
+        """``n`` completions per request, in chunks of at most ``max_batch_size`` sequences;
+        a prompt must fit in the context."""
         ids = self.prompt_token_ids(requests)
         ctx = self._context_len()
-        for i, p in enumerate(ids):
-            if len(p) >= ctx:
-                raise prompt_too_long(i, len(p), ctx)
+        check_prompt_lengths(ids, ctx)
         per_call = max(1, int(self.max_batch_size) // n)
         results = []
         for start in range(0, len(ids), per_call):

@@ -11,11 +11,10 @@ import itertools
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 from urllib.parse import urlsplit
 
-from .base import DEFAULT_SYSTEM_PROMPT, Completion, GenerationRequest, Generator
-from ._chat import chat_messages, check_requests, check_sampling, render_prompt
+from ..models import resolve_model
+from .base import DEFAULT_SYSTEM_PROMPT, Completion, Generator, chat_messages, render_prompt
 
 __all__ = ["OpenAIGenerator"]
 
@@ -214,37 +213,16 @@ class OpenAIGenerator(Generator):
         if self._tok is None:
             from transformers import AutoTokenizer
 
-            from ..models import resolve_model
-
             self._tok = AutoTokenizer.from_pretrained(resolve_model(self.tokenizer))
         return self._tok
 
     # -- generation ---------------------------------------------------------------------------
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        *,
-        n: int = 1,
-        temperature: float = 0.7,
-        top_p: float = 1.0,
-        max_tokens: int = 256,
-        stop: Sequence[str] | None = None,
-        logprobs: bool = False,
-    ) -> list[list[Completion]]:
-        """Generate ``n`` completions per request (same contract as :class:`VLLMGenerator`).
+    def _generate(self, requests, *, n, temperature, top_p, max_tokens, stop, logprobs):
+        """One ``n``-choice call per request, in ``max_concurrency`` threads.
 
-        Raises
-        ------
-        ConnectionError
-            If no server answers after the retries (the message names the URLs).
-        ValueError
-            If the server rejects a request (e.g. a prompt too long); the message names the
-            request index.
+        Raises ConnectionError if no server answers after the retries (the message names the
+        URLs), ValueError if a server rejects a request (the message names its index).
         """
-        requests = check_requests(requests)
-        stop = check_sampling(n, temperature, top_p, max_tokens, stop)
-        if not requests:
-            return []
         if any(r.prefix for r in requests) and self.tokenizer is None and not self.vllm_extensions:
             raise ValueError(
                 "Continuing a prefix needs either a local tokenizer (tokenizer=...) or a vLLM "

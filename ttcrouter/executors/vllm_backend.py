@@ -7,13 +7,21 @@ so a script that builds one needs an ``if __name__ == "__main__":`` guard.
 from __future__ import annotations
 
 import copy
+import gc
 import os
 from typing import Sequence
 
-from .base import DEFAULT_SYSTEM_PROMPT, Completion, GenerationRequest, Generator
-from ._chat import check_requests, check_sampling, prompt_token_ids, prompt_too_long
+from ..models import resolve_model
+from .base import (
+    DEFAULT_SYSTEM_PROMPT,
+    Completion,
+    GenerationRequest,
+    Generator,
+    check_prompt_lengths,
+    prompt_token_ids,
+)
 
-__all__ = ["VLLMGenerator", "cpu_engine_dtype"]
+__all__ = ["VLLMGenerator", "cpu_engine_dtype", "shutdown_engine"]
 
 #: KV cache size (GiB) used on CPU when neither ``kv_cache_space_gb`` nor
 #: ``VLLM_CPU_KVCACHE_SPACE`` is set: enough for SmolLM2-135M with ~64 parallel sequences.
@@ -39,6 +47,20 @@ def cpu_engine_dtype(cpuinfo_path="/proc/cpuinfo"):
     if flags is None:
         return None
     return None if any(f in flags for f in BF16_CPU_FLAGS) else "float32"
+
+
+def shutdown_engine(llm) -> None:
+    """Shut down an offline ``vllm.LLM`` engine (its core process) and free its memory."""
+    if llm is None:
+        return
+    core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
+    if core is not None and hasattr(core, "shutdown"):
+        try:
+            core.shutdown()
+        except Exception:  # pragma: no cover - best effort at teardown
+            pass
+    del llm
+    gc.collect()
 
 
 def _on_cpu_platform() -> bool:
@@ -139,8 +161,6 @@ class VLLMGenerator(Generator):
         return self._tokenizer
 
     def _start(self):
-        from ..models import resolve_model
-
         if self.kv_cache_space_gb is not None:
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(self.kv_cache_space_gb))
         else:
@@ -170,74 +190,20 @@ class VLLMGenerator(Generator):
     def close(self) -> None:
         """Shut the engine down and free its process and memory."""
         llm, self._llm, self._tokenizer = self._llm, None, None
-        if llm is None:
-            return
-        core = getattr(getattr(llm, "llm_engine", None), "engine_core", None)
-        if core is not None and hasattr(core, "shutdown"):
-            try:
-                core.shutdown()
-            except Exception:  # pragma: no cover - best effort at teardown
-                pass
-        del llm
-        import gc
-
-        gc.collect()
+        shutdown_engine(llm)
 
     # -- generation ---------------------------------------------------------------------------
     def prompt_token_ids(self, requests: Sequence[GenerationRequest]) -> list[list[int]]:
         """Token ids of each request's full prompt (chat template, query, prefix)."""
         return prompt_token_ids(self.tokenizer, self.system_prompt, requests)
 
-    def generate(
-        self,
-        requests: Sequence[GenerationRequest],
-        *,
-        n: int = 1,
-        temperature: float = 0.7,
-        top_p: float = 1.0,
-        max_tokens: int = 256,
-        stop: Sequence[str] | None = None,
-        logprobs: bool = False,
-    ) -> list[list[Completion]]:
-        """Generate ``n`` completions per request in one engine batch.
-
-        Parameters
-        ----------
-        requests : sequence of GenerationRequest
-            Queries (and assistant prefixes to continue).
-        n : int, default=1
-            Completions per request (parallel samples sharing the prompt's KV cache). With
-            ``temperature=0`` (greedy) one completion is decoded and copied ``n`` times.
-        temperature, top_p : float
-            Sampling parameters.
-        max_tokens : int, default=256
-            Most tokens generated per completion (fewer if the context ends first).
-        stop : sequence of str or None
-            Stop strings; the text is cut before the first one (its tokens are counted).
-        logprobs : bool, default=False
-            Return the log-probability of each generated token.
-
-        Returns
-        -------
-        list of list of Completion
-            ``result[i]`` holds the ``n`` completions of ``requests[i]``.
-
-        Raises
-        ------
-        ValueError
-            If a prompt does not fit in ``max_model_len``; the message names the request index.
-        """
-        requests = check_requests(requests)
-        stop = check_sampling(n, temperature, top_p, max_tokens, stop)
-        if not requests:
-            return []
+    def _generate(self, requests, *, n, temperature, top_p, max_tokens, stop, logprobs):
+        """``n`` completions per request in one engine batch (parallel samples of a request
+        share its prompt's KV cache); a prompt must fit in ``max_model_len``."""
         from vllm import SamplingParams
 
         ids = self.prompt_token_ids(requests)
-        max_len = self.llm.llm_engine.model_config.max_model_len
-        for i, p in enumerate(ids):
-            if len(p) >= max_len:
-                raise prompt_too_long(i, len(p), max_len)
+        check_prompt_lengths(ids, self.llm.llm_engine.model_config.max_model_len)
         # vLLM refuses n > 1 with greedy decoding; greedy samples are identical, so decode once
         # and copy (each copy reports the tokens it would have cost).
         n_engine = 1 if temperature == 0 else n
