@@ -9,7 +9,7 @@ Public names are imported lazily, so ``import ttcrouter`` stays light and never 
 vLLM or torch until an estimator that needs them is used.
 """
 
-from importlib import import_module
+from ._lazy import lazy_exports
 
 from ._version import __version__
 
@@ -79,14 +79,4 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ttcrouter' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -4,7 +4,7 @@ Nothing here imports vLLM at module import; backends import it when they start a
 Public names are imported lazily.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "GenerationRequest": "base",
@@ -30,19 +30,10 @@ _EXPORTS = {
     "select_candidate": "runner",
     "register": "runner",
     "search_for": "runner",
+    "make_executor": "factory",
 }
 
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ttcrouter.executors' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
