@@ -15,6 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from ._version import __version__
+from .lifetime import exit_cleanly_on_sigterm
 
 __all__ = ["main", "build_parser", "SHIPPED_RUNS", "shipped_runs_path", "read_questions"]
 
@@ -521,7 +522,8 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.func(args) or 0)
+        with exit_cleanly_on_sigterm():  # SIGTERM: close the engine, exit 143
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("ttcrouter: interrupted", file=sys.stderr)
         return 130

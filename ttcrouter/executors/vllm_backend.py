@@ -10,6 +10,7 @@ import copy
 import os
 from typing import Sequence
 
+from ..lifetime import reap_children_on_exit
 from .base import DEFAULT_SYSTEM_PROMPT, Completion, GenerationRequest, Generator
 from ._chat import check_requests, check_sampling, prompt_token_ids, prompt_too_long
 
@@ -164,7 +165,8 @@ class VLLMGenerator(Generator):
         if dtype != "auto":
             kwargs["dtype"] = dtype
         self.engine_dtype_ = dtype
-        self._llm = vllm.LLM(self._model_path, **kwargs)
+        with reap_children_on_exit():  # the engine's processes end when this process ends
+            self._llm = vllm.LLM(self._model_path, **kwargs)
         self._tokenizer = self._llm.get_tokenizer()
 
     def close(self) -> None:
