@@ -405,3 +405,24 @@ def test_sigkill_of_collect_leaves_no_engine(tmp_path):
                                                     signal.SIGKILL)
     assert rc == -signal.SIGKILL
     assert gone is not None, f"engine processes alive 10 s after SIGKILL: {alive}"
+
+
+def test_exit_cleanly_on_sigterm_restores_the_handler_and_skips_other_threads():
+    import threading
+
+    from ttcrouter.lifetime import exit_cleanly_on_sigterm
+
+    before = signal.getsignal(signal.SIGTERM)
+    with exit_cleanly_on_sigterm():
+        assert signal.getsignal(signal.SIGTERM) is not before
+    assert signal.getsignal(signal.SIGTERM) is before
+    seen = []
+
+    def in_thread():
+        with exit_cleanly_on_sigterm():
+            seen.append(signal.getsignal(signal.SIGTERM))
+
+    t = threading.Thread(target=in_thread)
+    t.start()
+    t.join()
+    assert seen == [before]

@@ -18,18 +18,12 @@ started inside :func:`reap_children_on_exit` and ends them when their parent end
   (same pid *and* start time) and to all their descendants (the engine's workers, found
   through their parent pids), and SIGKILL to what is left after :data:`GRACE_S` seconds.
 
-Why this and not the alternatives:
-
-* ``prctl(PR_SET_PDEATHSIG)`` must run inside each child. vLLM starts its engine with
-  ``multiprocessing`` *spawn*, and its workers from the engine, so ttcrouter has no code in
-  them; the signal also fires when the *thread* that started the child ends (servers start
-  processes from worker threads), and it covers one generation only.
-* A process group (``killpg``) needs somebody alive to send the signal after a SIGKILL of the
-  parent, which is a watchdog anyway; and servers and user code move processes to groups of
-  their own. Adoption by parent pid does not depend on groups, names or environments.
-* The watchdog runs in its own session, so the Ctrl-C or SIGHUP that ends the parent does not
-  end it first. It costs one small Python process per ttcrouter process that starts an
-  engine, idle (blocked in ``poll``) except for a scan every 0.5 s while an engine starts.
+Why (details and measurements in docs/reliability.md): ``prctl(PR_SET_PDEATHSIG)`` must run
+inside each child, where ttcrouter has no code (vLLM spawns its engine, the engine its
+workers), fires when the starting *thread* ends, and covers one generation; a process group
+needs a survivor to signal it after a SIGKILL (a watchdog anyway) and breaks when a child
+moves to a group of its own. The watchdog runs in its own session, so the Ctrl-C or SIGHUP
+that ends the parent does not end it first; it idles in ``poll`` between engine starts.
 
 Whatever ends the parent (SIGKILL, SIGTERM, an exception, a normal exit), the adopted
 processes left behind are ended; after a normal exit vLLM has already stopped its engine and
