@@ -309,8 +309,11 @@ def test_live_engine_pids_ignores_reused_pids_and_bad_records(tmp_path):
 
 
 def test_own_record_is_not_stale(tmp_path):
-    assert record_engine_pids(tmp_path) is not None
-    assert live_engine_pids(tmp_path) == []
+    script = "import sys; from ttcrouter.lifetime import record_engine_pids, live_engine_pids; " \
+             "assert record_engine_pids(sys.argv[1]); assert live_engine_pids(sys.argv[1]) == []"
+    out = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
 
 
 # ---------------------------------------------------------------------------------------
@@ -426,3 +429,25 @@ def test_exit_cleanly_on_sigterm_restores_the_handler_and_skips_other_threads():
     t.start()
     t.join()
     assert seen == [before]
+
+
+def test_a_forked_child_does_not_rewrite_its_parents_record(tmp_path):
+    script = tmp_path / "fork.py"
+    script.write_text(textwrap.dedent('''
+        import json, multiprocessing as mp, os, sys
+        from ttcrouter.lifetime import reap_children_on_exit, record_engine_pids
+
+        def child():
+            with reap_children_on_exit():  # would rewrite the records it inherited
+                pass
+
+        record_engine_pids(sys.argv[1])
+        p = mp.get_context("fork").Process(target=child)
+        p.start()
+        p.join()
+        record = json.loads(open(os.path.join(sys.argv[1], "engine-pids.json")).read())
+        assert record["owner"]["pid"] == os.getpid(), record
+    '''))
+    out = subprocess.run([sys.executable, str(script), str(tmp_path)], env=_env(),
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr

@@ -86,6 +86,18 @@ _adopted: dict[int, str] = {}  # pid -> start time of the processes this process
 _records: list[Path] = []  # directories where record_engine_pids keeps a record
 
 
+def _forget_after_fork() -> None:
+    """A forked child owns none of its parent's processes, records or locks."""
+    global _lock
+    _lock = threading.RLock()
+    _adopted.clear()
+    _records.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 # ---------------------------------------------------------------------------------------
 # public API
 # ---------------------------------------------------------------------------------------
@@ -97,7 +109,8 @@ def ensure_children_die_with_parent(mark: bool = False) -> bool:
     ----------
     mark : bool, default=False
         Adopt every child started from now on, not only those started inside
-        :func:`reap_children_on_exit` (for a command-line entry point).
+        :func:`reap_children_on_exit` (for a command-line entry point). The watchdog then
+        looks at this process's children every :data:`SCAN_S` seconds for its whole life.
 
     Returns
     -------
