@@ -1,22 +1,19 @@
 """Child processes die with their parent: the processes ttcrouter starts never outlive it.
 
-The mechanism is a **watchdog process** per ttcrouter process, which *adopts* the processes
-started inside :func:`reap_children_on_exit` and ends them when their parent ends:
+The mechanism is a **watchdog process** per ttcrouter process that starts an engine. It
+*adopts* the processes started inside :func:`reap_children_on_exit` and ends them when their
+parent ends, however it ends (SIGKILL, SIGTERM, an exception, a normal exit):
 
-* :func:`reap_children_on_exit` tells the watchdog (a line on its stdin) that a block opens.
-  While it is open the watchdog looks at its parent's children every :data:`SCAN_S` seconds
-  and adopts each new one (pid and start time). When the block closes, the parent sends the
-  exact list of children born inside it (its children now, less those before), so none is
-  missed. Processes are matched by *parent pid*, not by name or environment: vLLM renames its
-  ``VLLM::EngineCore`` and ``VLLM::Worker`` processes with ``setproctitle``, which also wipes
-  what ``/proc/PID/environ`` shows.
-* Inside the block the environment variable :data:`MARKER_ENV` also carries the parent's
-  token, so a process started and orphaned between two looks is still found, if it has not
-  renamed itself.
-* The watchdog waits for its parent to end (``pidfd_open`` + ``poll`` on Linux: no CPU, no
-  delay; a 0.5 s poll elsewhere). It then sends SIGTERM to every adopted process still alive
-  (same pid *and* start time) and to all their descendants (the engine's workers, found
-  through their parent pids), and SIGKILL to what is left after :data:`GRACE_S` seconds.
+* While a block is open the watchdog adopts each new child of its parent (pid and start time,
+  a look every :data:`SCAN_S` s); when it closes, the parent sends the exact list. Children
+  are matched by *parent pid*: vLLM renames ``VLLM::EngineCore`` and ``VLLM::Worker`` with
+  ``setproctitle``, which also blanks ``/proc/PID/environ``. The variable :data:`MARKER_ENV`
+  marks the block's children as well, for one started and orphaned between two looks.
+* The watchdog waits on a ``pidfd`` of its parent (Linux; a 0.5 s poll elsewhere), then sends
+  SIGTERM to the adopted processes still alive (same pid *and* start time) and all their
+  descendants, and SIGKILL to what is left after :data:`GRACE_S` s.
+* :func:`exit_cleanly_on_sigterm` turns SIGTERM into ``SystemExit(143)`` so that ``finally``
+  blocks shut the engine down first.
 
 Why (details and measurements in docs/reliability.md): ``prctl(PR_SET_PDEATHSIG)`` must run
 inside each child, where ttcrouter has no code (vLLM spawns its engine, the engine its
@@ -24,18 +21,10 @@ workers), fires when the starting *thread* ends, and covers one generation; a pr
 needs a survivor to signal it after a SIGKILL (a watchdog anyway) and breaks when a child
 moves to a group of its own. The watchdog runs in its own session, so the Ctrl-C or SIGHUP
 that ends the parent does not end it first; it idles in ``poll`` between engine starts.
+Without ``psutil`` or POSIX signals the functions do nothing.
 
-Whatever ends the parent (SIGKILL, SIGTERM, an exception, a normal exit), the adopted
-processes left behind are ended; after a normal exit vLLM has already stopped its engine and
-the watchdog finds nothing. For SIGTERM, :func:`exit_cleanly_on_sigterm` also turns the signal
-into ``SystemExit(143)``, so ``finally`` blocks shut the engine down cleanly first.
-
-Linux is the target. Without ``pidfd_open`` the watchdog polls; without ``psutil`` or POSIX
-signals the functions do nothing (and say so at debug level).
-
-For resumable work (a collection), :func:`record_engine_pids` writes the owner and the
-processes it adopted beside the lock (kept up to date as engines start), and
-:func:`live_engine_pids` later names those still alive.
+:func:`record_engine_pids` keeps the owner and its adopted processes in a file beside a
+collection's lock; :func:`live_engine_pids` later names those still alive.
 """
 
 from __future__ import annotations
