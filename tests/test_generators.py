@@ -254,8 +254,11 @@ def vllm_server(embedded_model_path):
         "--max-model-len", "1024", "--seed", "0",
     ]
     log = open(embedded_model_path.parent / f"vllm-server-{port}.log", "w")
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    from ttcrouter.lifetime import reap_children_on_exit
+
+    with reap_children_on_exit():  # the server ends with pytest, even a killed pytest
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
     try:
         deadline = time.time() + 600
         while True:

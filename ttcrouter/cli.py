@@ -26,6 +26,7 @@ import sys
 from importlib import import_module
 
 from ._version import __version__
+from .lifetime import exit_cleanly_on_sigterm
 from .models import SHIPPED_RUNS, shipped_runs_path
 
 __all__ = ["main", "build_parser", "configure_logging", "SHIPPED_RUNS", "shipped_runs_path"]
@@ -312,7 +313,8 @@ def main(argv=None) -> int:
         parser.print_help(sys.stderr)
         return 2
     try:
-        return int(args.func(args) or 0)
+        with exit_cleanly_on_sigterm():  # SIGTERM: close the engine, exit 143
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         logger.error("interrupted")
         return 130

@@ -11,6 +11,7 @@ import gc
 import os
 from typing import Sequence
 
+from ..lifetime import reap_children_on_exit
 from ..models import resolve_model
 from .base import (
     DEFAULT_SYSTEM_PROMPT,
@@ -184,7 +185,8 @@ class VLLMGenerator(Generator):
         if dtype != "auto":
             kwargs["dtype"] = dtype
         self.engine_dtype_ = dtype
-        self._llm = vllm.LLM(self._model_path, **kwargs)
+        with reap_children_on_exit():  # the engine's processes end when this process ends
+            self._llm = vllm.LLM(self._model_path, **kwargs)
         self._tokenizer = self._llm.get_tokenizer()
 
     def close(self) -> None:
