@@ -185,6 +185,40 @@ def test_store_lock_held_by_another_process(tmp_path):
         pass
 
 
+def test_store_names_a_stale_engine_of_an_earlier_run(tmp_path):
+    """A resumed collection refuses to start beside a live engine of the killed run."""
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "c"
+    code = ("import subprocess, sys, time; from ttcrouter.collection import CollectionStore; "
+            "from ttcrouter.lifetime import reap_children_on_exit\n"
+            "s = CollectionStore(sys.argv[1]); s.lock()\n"
+            "with reap_children_on_exit():\n"
+            "    child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(120)'])\n"
+            "    time.sleep(1.5)\n"
+            "print(child.pid, flush=True); time.sleep(120)")
+    run = subprocess.Popen([sys.executable, "-c", code, str(out)], cwd=ROOT,
+                           stdout=subprocess.PIPE, text=True,
+                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    engine = None
+    try:
+        engine = int(run.stdout.readline())
+        # an "engine" outlives its run when the run and its watchdog die together
+        for proc in psutil.Process(run.pid).children():
+            if "lifetime" in " ".join(proc.cmdline()):
+                proc.kill()
+        run.kill()
+        run.wait()
+        with pytest.raises(RuntimeError, match=rf"still alive \(pids .*{engine}.*kill"):
+            CollectionStore(out).lock()
+    finally:
+        run.kill()
+        if engine is not None and psutil.pid_exists(engine):
+            psutil.Process(engine).kill()
+    time.sleep(0.2)
+    with CollectionStore(out):                    # nothing of the earlier run is alive now
+        pass
+
+
 def _rows(qids, repeat=0):
     return [dict(query_id=q, query=f"q {q}", gold="1", strategy="majority_vote@n=1",
                  repeat=repeat, answer="1", correct=1, tokens=3, latency_s=0.5, error=None,

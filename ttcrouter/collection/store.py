@@ -40,6 +40,7 @@ import pyarrow.parquet as pq
 from filelock import FileLock, Timeout
 
 from ..atomic import atomic_path, remove_temporaries, write_atomic
+from ..lifetime import live_engine_pids, record_engine_pids
 from ..provenance import describe
 from ..runs import RUN_COLUMNS, read_runs, validate_runs, write_runs
 from .latency import apply_calibration, latency_models, latest_calibration
@@ -184,6 +185,17 @@ class CollectionStore:
         except Timeout:
             raise RuntimeError(f"Another collection is writing {str(self.path)!r} (its lock is "
                                f"held); wait for it to finish or stop it.") from None
+        stale = live_engine_pids(self.path)
+        if stale:
+            lock.release()
+            pids = " ".join(map(str, stale))
+            raise RuntimeError(
+                f"An engine of an earlier run of {str(self.path)!r} is still alive (pids "
+                f"{pids}); stop it (kill {pids}) before resuming, so that no second engine "
+                "runs beside it."
+            )
+        # the engine started later is added to this record when it starts
+        record_engine_pids(self.path)
         self._lock = lock
 
     def unlock(self):
