@@ -47,6 +47,7 @@ _EXPORTS = {
     "allocate_batch": "budgeting",
     "AllocationResult": "allocation",
     "calibrate_lambda": "budgeting",
+    "BudgetedRun": "budgeting",
     # metrics (fixed-lambda scorers and baselines)
     "make_utility_scorer": "metrics",
     "make_accuracy_scorer": "metrics",

@@ -3,19 +3,124 @@
 :func:`allocate_batch` spends one budget across a batch (the knapsack of
 :func:`ttcrouter.allocation.allocate`, reached through a Pipeline or a UtilityRouterCV);
 :func:`calibrate_lambda` sets a router's price so that its own per-query choices meet a
-target mean cost on unlabelled queries. ``docs/allocation.md`` has the details.
+target mean cost on unlabelled queries; :class:`BudgetedRun` is what
+``RoutedExecutor.run_budgeted`` returns, and :func:`check_budget` checks its keywords before
+any model loads. ``docs/allocation.md`` has the details.
 """
 
 from __future__ import annotations
 
 from copy import deepcopy
-from numbers import Real
+from dataclasses import dataclass
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_scalar
 
-__all__ = ["allocate_batch", "calibrate_lambda", "unwrap_router"]
+__all__ = ["allocate_batch", "calibrate_lambda", "unwrap_router", "BudgetedRun",
+           "check_budget", "BUDGET_KEYWORDS"]
+
+#: Budget keywords of ``UtilityRouter.allocate`` (and ``RoutedExecutor.run_budgeted``).
+BUDGET_KEYWORDS = ("max_total_tokens", "max_mean_tokens", "max_total_latency",
+                   "max_mean_latency", "max_query_latency", "concurrency")
+
+
+@dataclass
+class BudgetedRun:
+    """A batch run within one budget (``RoutedExecutor.run_budgeted``), predicted and realised.
+
+    Attributes
+    ----------
+    results : list of RoutedResult
+        In the order of the questions.
+    allocation : AllocationResult
+        What the router's ``allocate`` chose and predicted (``choice`` indexes the router's
+        ``strategies_``).
+    wall_clock_s : float
+        Measured seconds of running the whole batch (strategies run one group after
+        another, each group batched), without routing, loading or engine start.
+    route_s : float
+        Seconds of allocating (embedding and knapsack).
+    """
+
+    results: list
+    allocation: object
+    wall_clock_s: float
+    route_s: float
+
+    @property
+    def budget(self) -> dict:
+        """The constraints solved (see ``AllocationResult.budget``)."""
+        return dict(self.allocation.budget)
+
+    @property
+    def realised_tokens(self) -> int:
+        """Generated tokens of the batch, all questions together."""
+        return int(sum(r.tokens for r in self.results))
+
+    @property
+    def predicted_makespan_s(self):
+        """Predicted wall clock: list scheduling with ``concurrency`` workers, else the
+        predicted latencies' sum (sequential); None without predicted latency."""
+        a = self.allocation
+        return a.makespan if a.makespan is not None else a.latency
+
+    @property
+    def realised_over_budget(self) -> dict:
+        """Realised / budget: ``tokens`` (total tokens) and ``latency`` (wall clock)."""
+        b = self.allocation.budget
+        out = {}
+        if b.get("tokens"):
+            out["tokens"] = self.realised_tokens / b["tokens"]
+        if b.get("latency"):
+            out["latency"] = self.wall_clock_s / b["latency"]
+        return out
+
+    def summary(self) -> dict:
+        """One JSON-ready record: budget, predicted and realised totals, their ratio."""
+        a = self.allocation
+        return {
+            "n_questions": len(self.results),
+            "budget": _plain(self.budget),
+            "predicted_tokens": a.tokens,
+            "realised_tokens": self.realised_tokens,
+            "predicted_latency_s": a.latency,
+            "predicted_makespan_s": self.predicted_makespan_s,
+            "wall_clock_s": self.wall_clock_s,
+            "realised_over_budget": self.realised_over_budget,
+            "predicted_accuracy": a.mean_accuracy,
+            "route_s": self.route_s,
+            "failed": sum(r.error is not None for r in self.results),
+        }
+
+
+def check_budget(budget: dict) -> dict:
+    """Check the keywords of a batch budget (names, positive numbers), before any model loads.
+
+    Raises
+    ------
+    ValueError
+        No budget given, an unknown keyword, or a value that is not a number > 0
+        (``concurrency``: an int >= 1).
+    """
+    unknown = sorted(set(budget) - set(BUDGET_KEYWORDS))
+    if unknown:
+        raise ValueError(f"Unknown budget keyword(s) {unknown}: use {list(BUDGET_KEYWORDS)}.")
+    given = {k: v for k, v in budget.items() if v is not None}
+    if not set(given) - {"concurrency"}:
+        raise ValueError("Give a budget: max_total_tokens, max_mean_tokens, max_total_latency, "
+                         "max_mean_latency or max_query_latency.")
+    for k, v in given.items():
+        if k == "concurrency":
+            check_scalar(v, k, Integral, min_val=1)
+        else:
+            check_scalar(v, k, Real, min_val=0, include_boundaries="neither")
+    return given
+
+
+def _plain(d: dict) -> dict:
+    return {k: (float(v) if isinstance(v, (np.floating, float)) else v) for k, v in d.items()}
 
 
 def unwrap_router(estimator, X):
