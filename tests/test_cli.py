@@ -437,7 +437,9 @@ def test_fit_calibrates_on_unlabelled_questions(runs_file, tmp_path, capsys):
     out = tmp_path / "cal.joblib"
     rc = main(["fit", str(runs_file), "--out", str(out), "--calibrate-on", str(qfile),
                "--target-mean-tokens", "300"])
-    assert rc == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "calibrated on 20 questions: predicted mean tokens" in captured.out
     loaded = load_router(out)
     cal = loaded["metadata"]["calibration"]
     assert cal["target_mean_tokens"] == 300 and cal["n_queries"] == 20

@@ -254,6 +254,11 @@ def cmd_fit(args) -> int:
     lt, ll = router_lambda(final, "lambda_tokens"), router_lambda(final, "lambda_latency")
     print(f"router saved to {out} ({len(getattr(final, 'strategies_', []))} strategies, "
           f"lambda_tokens={lt:g}, lambda_latency={ll:g})")
+    if calibration is not None:
+        cal = meta["calibration"]
+        print(f"calibrated on {cal['n_queries']} questions: predicted mean tokens "
+              f"{cal['predicted_mean_tokens']:.4g}, mean latency "
+              f"{cal['predicted_mean_latency']:.4g}s")
     return 0
 
 

@@ -10,7 +10,9 @@
 Three times are reported apart: ``load_s`` (loading the router's models, once),
 ``route_latency_s`` (choosing the strategy for one question: embedding and router) and
 ``latency_s`` (running the chosen strategy). Starting the generator is ``engine_start_s``,
-counted in none of them. Router files are read and written by :mod:`ttcrouter.persistence`;
+counted in none of them. A batch with one budget for all of it (``max_total_tokens=...``)
+goes through :meth:`RoutedExecutor.run_budgeted`, which allocates, runs and reports
+predicted against realised totals (:class:`~ttcrouter.budgeting.BudgetedRun`). Router files are read and written by :mod:`ttcrouter.persistence`;
 ``save_router``, ``load_router``, ``RouterFileError`` and ``ROUTER_FORMAT`` are re-exported
 here for code written before it existed.
 """
@@ -49,7 +51,6 @@ __all__ = [
 
 #: Question routed once to load the router's models before timing any real question.
 _LOAD_QUESTION = "What is 1 + 1?"
-
 
 
 @dataclass
@@ -343,7 +344,7 @@ class RoutedExecutor:
         **budget
             Keywords of ``allocate``: ``max_total_tokens``, ``max_mean_tokens``,
             ``max_total_latency``, ``max_mean_latency``, ``max_query_latency``,
-            ``concurrency`` (:data:`BUDGET_KEYWORDS`).
+            ``concurrency`` (:data:`ttcrouter.budgeting.BUDGET_KEYWORDS`).
 
         Returns
         -------
@@ -378,7 +379,7 @@ class RoutedExecutor:
         seconds : float
             Wall-clock time of embedding and allocating, after :meth:`load`.
         """
-        check_budget(budget)
+        budget = check_budget(budget)
         questions = _check_questions(questions)
         self.load()
         t0 = time.perf_counter()
