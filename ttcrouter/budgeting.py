@@ -18,8 +18,8 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_scalar
 
-__all__ = ["allocate_batch", "calibrate_lambda", "unwrap_router", "BudgetedRun",
-           "check_budget", "BUDGET_KEYWORDS"]
+__all__ = ["allocate_batch", "calibrate_lambda", "predicted_mean_costs", "unwrap_router",
+           "BudgetedRun", "check_budget", "BUDGET_KEYWORDS"]
 
 #: Budget keywords of ``UtilityRouter.allocate`` (and ``RoutedExecutor.run_budgeted``).
 BUDGET_KEYWORDS = ("max_total_tokens", "max_mean_tokens", "max_total_latency",
@@ -157,6 +157,19 @@ def allocate_batch(estimator, X, **budget):
     """
     router, Xt, _ = unwrap_router(estimator, X)
     return router.allocate(Xt, **budget)
+
+
+def predicted_mean_costs(router, X) -> dict:
+    """Mean predicted tokens and latency of the router's own per-query choices on ``X``.
+
+    What :func:`calibrate_lambda` brings to its target: ``{"tokens": t, "latency": l}``.
+    ``router`` and ``X`` as in :func:`calibrate_lambda`.
+    """
+    inner, Xt, _ = unwrap_router(router, X)
+    idx = np.asarray(inner.predict_index(Xt))
+    rows = np.arange(len(idx))
+    T, L = (np.asarray(M, dtype=float)[rows, idx] for M in inner.predict_costs(Xt))
+    return {"tokens": float(T.mean()), "latency": float(L.mean())}
 
 
 def calibrate_lambda(router, X, *, target_mean_tokens=None, target_mean_latency=None,

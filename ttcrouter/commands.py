@@ -18,11 +18,10 @@ import re
 import time
 from pathlib import Path
 
-import numpy as np
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_scalar
 
-from .budgeting import BUDGET_KEYWORDS, calibrate_lambda, unwrap_router
+from .budgeting import BUDGET_KEYWORDS, calibrate_lambda, predicted_mean_costs
 from .collection import collect, export_collection, load_runs
 from .costs import CostTable
 from .embedding import EmbeddingTransformer
@@ -233,13 +232,9 @@ def _calibrate(pipe, texts, targets, path) -> dict:
     """Set the lambdas on ``texts`` (in place); the metadata recorded in the router file."""
     logger.info("calibrating the lambdas on %d unlabelled questions", len(texts))
     calibrate_lambda(pipe, texts, copy=False, **targets)
-    inner, X, _ = unwrap_router(pipe, texts)
-    idx = np.asarray(inner.predict_index(X))
-    T, L = (np.asarray(M, dtype=float) for M in inner.predict_costs(X))
-    rows = np.arange(len(idx))
+    means = predicted_mean_costs(pipe, texts)
     return {"queries": str(path), "n_queries": len(texts), **targets,
-            "predicted_mean_tokens": float(T[rows, idx].mean()),
-            "predicted_mean_latency": float(L[rows, idx].mean())}
+            "predicted_mean_tokens": means["tokens"], "predicted_mean_latency": means["latency"]}
 
 
 def cmd_fit(args) -> int:
@@ -282,16 +277,9 @@ def _batch_budgets(args):
     """evaluate's ``batch_budgets`` from --batch-budgets / --batch-latency-budgets."""
     tokens = getattr(args, "batch_budgets", None)
     latency = getattr(args, "batch_latency_budgets", None)
-    if tokens is None and latency is None:
-        return None
-    out = {}
-    if tokens is not None:
-        out["tokens"] = tokens
-    if latency is not None:
-        out["latency"] = latency
-    elif tokens == "auto":
-        out["latency"] = "auto"
-    return out
+    if latency is None and tokens == "auto":
+        latency = "auto"
+    return {k: v for k, v in (("tokens", tokens), ("latency", latency)) if v is not None} or None
 
 
 def cmd_evaluate(args) -> int:
