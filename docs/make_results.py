@@ -204,7 +204,8 @@ The full report (all sweeps, metrics.json) is in `docs/{report_dir.name}/`.
     if rep.batch is not None:
         # one heading level down, plots under the report's folder
         md = "\n".join(batch_markdown(rep.batch, rep.config)).replace("\n### ", "\n#### ")
-        text += "\n#" + md.replace("](batch_budgets.png)", f"]({report_dir.name}/batch_budgets.png)")
+        text += "\n#" + md.replace("](batch_budgets.png)",
+                                   f"]({report_dir.name}/batch_budgets.png)")
     a = rep.auc
     chk = rep.frontier_check
     line = (f"- **{title.lstrip('# ')}** ({rep.n_test} test queries): area under the frontier, "

@@ -1,4 +1,4 @@
-"""Make a fitted router meet a budget: batch allocation through a pipeline, lambda calibration on unlabelled queries.
+"""Make a fitted router meet a budget: batch allocation, lambda calibration on unlabelled queries.
 
 :func:`allocate_batch` spends one budget across a batch (the knapsack of
 :func:`ttcrouter.allocation.allocate`, reached through a Pipeline or a UtilityRouterCV);

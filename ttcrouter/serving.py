@@ -12,9 +12,10 @@ Three times are reported apart: ``load_s`` (loading the router's models, once),
 ``latency_s`` (running the chosen strategy). Starting the generator is ``engine_start_s``,
 counted in none of them. A batch with one budget for all of it (``max_total_tokens=...``)
 goes through :meth:`RoutedExecutor.run_budgeted`, which allocates, runs and reports
-predicted against realised totals (:class:`~ttcrouter.budgeting.BudgetedRun`). Router files are read and written by :mod:`ttcrouter.persistence`;
-``save_router``, ``load_router``, ``RouterFileError`` and ``ROUTER_FORMAT`` are re-exported
-here for code written before it existed.
+predicted against realised totals (:class:`~ttcrouter.budgeting.BudgetedRun`). Router
+files are read and written by :mod:`ttcrouter.persistence`; ``save_router``,
+``load_router``, ``RouterFileError`` and ``ROUTER_FORMAT`` are re-exported here for code
+written before it existed.
 """
 
 from __future__ import annotations
