@@ -504,6 +504,7 @@ def test_batch_budget_display_on_given_axes(batch_report):
     plain = evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), n_boot=0,
                      progress=False)
     assert plain.batch is None and "batch_budgets" not in plain.to_dict()
+    assert "batch_budgets" not in plain.config  # metrics.json unchanged without batch budgets
     with pytest.raises(ValueError, match="no batch budgets"):
         BatchBudgetDisplay.from_report(plain)
 

@@ -210,8 +210,8 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         "train_query_ids": [str(q) for q in qids[folds[0][0]]] if cv is None else None,
         "test_query_ids": [str(q) for q in qids[te]],
         "folds": None if cv is None else [[str(q) for q in qids[f[1]]] for f in folds],
-        "batch_budgets": batch_budgets or None,
-        "batch_inner_cv": batch_inner_cv if batch_budgets else None,
+        **({"batch_budgets": batch_budgets, "batch_inner_cv": batch_inner_cv}
+           if batch_budgets else {}),
         "versions": package_versions(["scikit-learn", "numpy", "pandas"]),
     }
     report = EvaluationReport(
