@@ -17,6 +17,10 @@ envelope "best accuracy at mean cost <= B" (:func:`ttcrouter.frontier.frontier_a
 share of the gap between the best static strategy and the oracle that the router closes,
 ``(router - static) / (oracle - static)``; and the area under each frontier over the static
 cost range (log-cost axis scaled to [0, 1], :func:`ttcrouter.frontier.frontier_auc`).
+
+With ``batch_budgets``, the same fold predictions also feed
+:func:`ttcrouter.evaluation.batch.batch_budget_comparison`: one budget spent across each
+test fold by allocation, against per-query lambdas and the best static mix.
 """
 
 from __future__ import annotations
