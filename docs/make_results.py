@@ -78,14 +78,17 @@ def _setup_text(per_query_costs=False, prune=True, generator_encoder=False):
             f"the split seed, {costs}, {prune_text}.")
 
 
-def section(summary, runs, prov, shown, args, report_dir, cmd, title, cv=None, **setup):
+def section(summary, runs, prov, shown, args, report_dir, cmd, title, cv=None, batch=None,
+            **setup):
     from ttcrouter.evaluation import evaluate
+    from ttcrouter.evaluation.batch import batch_markdown
 
     repeats = runs[runs["strategy"].isin(summary.strategies)].groupby(["query_id", "strategy"]).size()
     encoder, router = _setup(args.seed, **setup)
     t0 = time.perf_counter()
     rep = evaluate(summary, test_size=args.test_size, random_state=args.seed,
-                   report_dir=report_dir, cv=cv, encoder=encoder, router=router)
+                   report_dir=report_dir, cv=cv, encoder=encoder, router=router,
+                   batch_budgets=batch)
     wall = time.perf_counter() - t0
 
     static_rows = []
@@ -198,6 +201,11 @@ Area under each accuracy-cost frontier (log cost scaled to [0, 1] over the stati
 
 The full report (all sweeps, metrics.json) is in `docs/{report_dir.name}/`.
 """
+    if rep.batch is not None:
+        # one heading level down, plots under the report's folder
+        md = "\n".join(batch_markdown(rep.batch, rep.config)).replace("\n### ", "\n#### ")
+        text += "\n#" + md.replace("](batch_budgets.png)",
+                                   f"]({report_dir.name}/batch_budgets.png)")
     a = rep.auc
     chk = rep.frontier_check
     line = (f"- **{title.lstrip('# ')}** ({rep.n_test} test queries): area under the frontier, "
@@ -318,6 +326,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--test-size", type=float, default=0.25)
     p.add_argument("--cv", type=int, default=4, help="folds of the cross-fitted evaluation")
+    p.add_argument("--no-batch-budgets", action="store_true",
+                   help="skip the batch-budget comparison of the cross-fitted evaluations")
     p.add_argument("--robust-seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4],
                    help="split seeds of the robustness table (none: skip it)")
     args = p.parse_args(argv)
@@ -343,12 +353,14 @@ def main(argv=None) -> int:
             f"cross-fitting; when beam search was run on fewer queries, the parallel strategies "
             f"on every query; and each over several seeds.\n\n")
     demo = dict(per_query_costs=True, generator_encoder=True)
+    batch = None if args.no_batch_budgets else "auto"
+    flag = "" if batch is None else " --batch-budgets auto"
     body, line = section(summary, runs, prov, shown, args, DOCS / "results",
                          f"ttcrouter demo --report docs/results --seed {args.seed} --cv {args.cv}"
-                         f"\n# the same on any runs table:\n# ttcrouter evaluate {shown} --cv "
-                         f"{args.cv} --encoder generator --per-query-costs",
+                         f"{flag}\n# the same on any runs table:\n# ttcrouter evaluate {shown} "
+                         f"--cv {args.cv} --encoder generator --per-query-costs{flag}",
                          f"## The demo: {args.cv}-fold cross-fitting, generator encoder, "
-                         f"per-query costs", cv=args.cv, **demo)
+                         f"per-query costs", cv=args.cv, batch=batch, **demo)
     lines = [line]
     plain = f"ttcrouter evaluate {shown} --seed {args.seed}"
     more, line = section(summary, runs, prov, shown, args, DOCS / "results_split",
@@ -366,8 +378,9 @@ def main(argv=None) -> int:
         body += "\n" + more
         lines.append(line)
     more, line = section(summary, runs, prov, shown, args, DOCS / "results_cv",
-                         f"{plain} --report docs/results_cv --cv {args.cv}",
-                         f"## The plain setup with {args.cv}-fold cross-fitting", cv=args.cv)
+                         f"{plain} --report docs/results_cv --cv {args.cv}{flag}",
+                         f"## The plain setup with {args.cv}-fold cross-fitting", cv=args.cv,
+                         batch=batch)
     body += "\n" + more
     lines.append(line)
     if args.robust_seeds:

@@ -81,3 +81,33 @@ def encoder():
 
 def as_frame(M, names):
     return pd.DataFrame(np.asarray(M), columns=names)
+
+
+class TextFeatures(BaseEstimator):
+    """Cheap featurizer of query strings (length, digits, words): a picklable stand-in
+    for EmbeddingTransformer in fast tests that need a Pipeline over strings."""
+
+    def fit(self, X, y=None):
+        return self
+
+    def __sklearn_is_fitted__(self):
+        return True  # stateless
+
+    def transform(self, X):
+        return np.array([[len(q) / 50, sum(c.isdigit() for c in q) / 5, len(q.split()) / 10]
+                         for q in X], dtype=np.float32)
+
+
+def text_pipeline(n_queries=60, strategies=("majority_vote@n=1", "majority_vote@n=4",
+                                             "beam_search@n=4,w=2"), random_state=0):
+    """A fitted Pipeline(TextFeatures, UtilityRouter) on a synthetic table, and its summary."""
+    from sklearn.pipeline import Pipeline
+
+    from ttcrouter.router import UtilityRouter
+
+    s = aggregate_runs(make_synthetic_runs(n_queries, strategies=list(strategies), repeats=2,
+                                           random_state=random_state))
+    pipe = Pipeline([("features", TextFeatures()),
+                     ("router", UtilityRouter(probe=fast_probe(random_state)))])
+    pipe.fit(s.texts, s.Y, router__tokens=s.T, router__latency=s.L)
+    return pipe, s

@@ -16,6 +16,7 @@ from ttcrouter import (
     allocate_batch,
     calibrate_lambda,
 )
+from ttcrouter.budgeting import predicted_mean_costs
 
 
 def _instance(rng, n, k, integer=True):
@@ -294,6 +295,8 @@ def test_calibrate_lambda_meets_the_target(router, data):
     assert out is not router and router.lambda_tokens == 0.0  # copy by default
     got, _ = _mean_cost(out, Xte)
     assert got <= target
+    assert predicted_mean_costs(out, Xte) == pytest.approx(
+        dict(zip(("tokens", "latency"), _mean_cost(out, Xte))))
     assert out.lambda_tokens > 0 and out.lambda_latency == router.lambda_latency
     # the smallest such price: a slightly lower one overshoots
     lower = calibrate_lambda(router, Xte, target_mean_tokens=target)

@@ -316,3 +316,145 @@ def test_route_json_on_vllm_writes_one_json_line(router_file):
     assert rec["engine_start_s"] > 0
     assert "[ttcrouter] routing 1 question(s)" in proc.stderr
     assert "vllm" in proc.stderr.lower()  # the engine's log went to stderr
+
+
+# -- batch budgets ----------------------------------------------------------------------------
+
+BATCH_QUESTIONS = ["What is 3 + 4?", "Compute 12 * 13 - 7.", "What is 1 + 1?"]
+
+
+@pytest.fixture(scope="module")
+def text_router_file(tmp_path_factory):
+    """A fast router file: Pipeline(TextFeatures, UtilityRouter), no encoder to load."""
+    from router_helpers import text_pipeline
+
+    from ttcrouter.persistence import save_router
+
+    pipe, _ = text_pipeline()
+    return save_router(pipe, tmp_path_factory.mktemp("text") / "router.joblib")
+
+
+class _FakeGenerator:
+    def generate(self, requests, n=1, max_tokens=1):
+        return [[]]
+
+    def close(self):
+        pass
+
+
+class _FakeExecutor:
+    generator = _FakeGenerator()
+
+    def execute_batch(self, strategy, questions):
+        from types import SimpleNamespace
+
+        return [SimpleNamespace(answer="7", text="7", tokens=5, latency_s=0.01, error=None)
+                for _ in questions]
+
+    def close(self):
+        pass
+
+
+def test_route_with_a_total_token_budget(text_router_file, monkeypatch, capsys):
+    monkeypatch.setattr("ttcrouter.serving.make_executor", lambda *a, **k: _FakeExecutor())
+    rc = main(["route", "--router", str(text_router_file), "--backend", "transformers",
+               "--max-total-tokens", "1200", "--json", *BATCH_QUESTIONS])
+    assert rc == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["question"] for r in lines[:-1]] == BATCH_QUESTIONS
+    summary = lines[-1]["summary"]
+    assert summary["budget"]["tokens"] == 1200 and summary["predicted_tokens"] <= 1200
+    assert summary["realised_tokens"] == 15
+    assert summary["realised_over_budget"]["tokens"] == pytest.approx(15 / 1200)
+    assert summary["wall_clock_s"] >= 0 and "predicted_makespan_s" in summary
+    # plain text: the records, then the summary
+    rc = main(["route", "--router", str(text_router_file), "--backend", "transformers",
+               "--max-mean-tokens", "400", *BATCH_QUESTIONS])
+    out = capsys.readouterr().out
+    assert rc == 0 and "realised / budget (tokens): " in out and "measured wall clock" in out
+
+
+def test_route_only_with_a_latency_budget(text_router_file, tmp_path, capsys):
+    qfile = tmp_path / "q.jsonl"
+    qfile.write_text("".join(json.dumps({"question": q}) + "\n" for q in BATCH_QUESTIONS))
+    rc = main(["route", "--router", str(text_router_file), "--file", str(qfile), "--route-only",
+               "--max-total-latency", "30", "--concurrency", "2", "--json"])
+    assert rc == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(lines) == 4 and all("strategy" in r for r in lines[:3])
+    s = lines[-1]["summary"]
+    assert s["budget"]["latency"] == 30 and s["budget"]["concurrency"] == 2
+    assert s["predicted_makespan_s"] <= 30
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--max-total-tokens", "-5"], "--max-total-tokens"),
+    (["--max-mean-tokens", "0"], "--max-mean-tokens"),
+    (["--concurrency", "0", "--max-total-latency", "5"], "--concurrency"),
+    (["--concurrency", "4"], "--concurrency is the execution model"),
+])
+def test_route_budget_flags_are_checked_before_loading(flags, message, tmp_path, capsys):
+    # the router file does not exist: the flags fail first
+    rc = main(["route", "--router", str(tmp_path / "missing.joblib"), *flags, "q"])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and "Traceback" not in err
+
+
+def test_route_infeasible_budget_is_a_usage_error(text_router_file, capsys):
+    rc = main(["route", "--router", str(text_router_file), "--max-mean-tokens", "1",
+               "--route-only", *BATCH_QUESTIONS])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1
+    assert "minimum possible cost" in err and "Raise the budget to at least" in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--target-mean-tokens", "100"], "need --calibrate-on"),
+    (["--calibrate-on", "Q"], "needs --target-mean-tokens"),
+    (["--calibrate-on", "Q", "--target-mean-tokens", "100", "--lambda-tokens", "0"],
+     "without --lambda-tokens"),
+    (["--calibrate-on", "Q", "--target-mean-tokens", "100", "--max-mean-tokens", "300"],
+     "not both"),
+    (["--calibrate-on", "Q", "--target-mean-latency", "-1"], "--target-mean-latency"),
+    (["--calibrate-on", "missing.jsonl", "--target-mean-tokens", "100"], "No questions file"),
+])
+def test_fit_calibrate_on_usage_errors(flags, message, tmp_path, capsys):
+    qfile = tmp_path / "q.txt"
+    qfile.write_text("What is 2 + 2?\n")
+    flags = [str(qfile) if f == "Q" else str(tmp_path / f) if f == "missing.jsonl" else f
+             for f in flags]
+    # the runs file does not exist: the calibration flags fail before it is read
+    rc = main(["fit", str(tmp_path / "no-runs.parquet"), "--out", str(tmp_path / "r.joblib"),
+               *flags])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+
+
+def test_fit_calibrates_on_unlabelled_questions(runs_file, tmp_path, capsys):
+    qfile = tmp_path / "traffic.jsonl"
+    qfile.write_text("".join(json.dumps({"question": f"What is {i} + {2 * i}?"}) + "\n"
+                             for i in range(20)))
+    out = tmp_path / "cal.joblib"
+    rc = main(["fit", str(runs_file), "--out", str(out), "--calibrate-on", str(qfile),
+               "--target-mean-tokens", "300"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "calibrated on 20 questions: predicted mean tokens" in captured.out
+    loaded = load_router(out)
+    cal = loaded["metadata"]["calibration"]
+    assert cal["target_mean_tokens"] == 300 and cal["n_queries"] == 20
+    assert cal["predicted_mean_tokens"] <= 300
+    assert router_lambda(loaded["router"][-1], "lambda_tokens") > 0
+    # the recorded mean is the saved router's own on those questions
+    names = loaded["router"].predict([json.loads(x)["question"]
+                                      for x in qfile.read_text().splitlines()])
+    means = loaded["router"][-1].training_means_["tokens"]
+    assert cal["predicted_mean_tokens"] == pytest.approx(means[list(names)].mean())
+
+
+@pytest.mark.parametrize("value", ["none", "100,-3", "1e999"])
+def test_bad_batch_budgets_are_usage_errors(value, runs_file, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["evaluate", str(runs_file), "--batch-budgets", value])
+    assert exc.value.code == 2
+    assert "--batch-budgets" in capsys.readouterr().err

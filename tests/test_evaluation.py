@@ -435,3 +435,115 @@ def test_stage_messages_go_to_the_evaluation_logger(caplog):
         evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), n_boot=0,
                  progress=False)
     assert not [r for r in caplog.records if r.name == "ttcrouter.evaluation"]
+
+
+# -- batch budgets ----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def batch_report(tmp_path_factory):
+    out = tmp_path_factory.mktemp("batch")
+    FoldRecordingRouter.seen = []
+    rep = evaluate(toy_runs(n_per_kind=12), encoder=KindEncoder(), router=FoldRecordingRouter(),
+                   cv=3, batch_budgets="auto", batch_inner_cv=2, n_boot=200, report_dir=out,
+                   progress=False)
+    return rep, out, list(FoldRecordingRouter.seen)
+
+
+def test_batch_budgets_compare_three_methods_per_budget(batch_report):
+    rep, _, seen = batch_report
+    t = rep.batch
+    assert list(dict.fromkeys(t["axis"])) == ["tokens", "latency"]
+    assert len(t) == 2 * 5 * 3
+    assert set(t["method"]) == {"allocation", "lambda", "static_mix"}
+    # auto budgets lie strictly inside the static strategies' cost range
+    tok = t.loc[t["axis"] == "tokens", "budget"].unique()
+    assert len(tok) == 5 and tok.min() > min(COST_T) and tok.max() < max(COST_T)
+    # 3 outer fits on 24 queries, then 2 inner fits on 12 of each fold's 24 training queries
+    assert seen == [24, 24, 24] + [12] * 6
+    alloc = t[t["method"] == "allocation"]
+    # the lookup router predicts costs exactly: predicted = realised, within the budget
+    np.testing.assert_allclose(alloc["realised_over_budget"], alloc["predicted_over_budget"])
+    assert (alloc["realised_over_budget"] <= 1 + 1e-9).all()
+    # the static mix is exact to the budget (constant costs: in expectation = realised)
+    mix = t[t["method"] == "static_mix"]
+    np.testing.assert_allclose(mix["realised_over_budget"], 1.0)
+    # perfect predictions: allocation is never worse than the static mix
+    assert (alloc["accuracy"].to_numpy() >= mix["accuracy"].to_numpy() - 1e-9).all()
+    assert (t["accuracy_lo"] <= t["accuracy"] + 1e-12).all()
+    assert (t["accuracy"] <= t["accuracy_hi"] + 1e-12).all()
+    assert (alloc["delta_accuracy"] == 0).all()
+    assert rep.config["batch_budgets"]["tokens"] == list(tok)
+    for axis in ("tokens", "latency"):
+        folds = next(iter(rep.batch_details[axis].values()))
+        assert [f["fold"] for f in folds] == [0, 1, 2]
+
+
+def test_batch_budgets_in_the_report_files(batch_report):
+    rep, out, _ = batch_report
+    md = (out / "report.md").read_text()
+    assert "## Batch budgets" in md and "### mean latency budget" in md
+    assert "static mix exact to B" in md and "![batch budgets](batch_budgets.png)" in md
+    assert (out / "batch_budgets.png").read_bytes()[:8] == PNG_SIGNATURE
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert len(metrics["batch_budgets"]) == 30 and "batch_details" in metrics
+    assert "batch budgets" in rep.summary()
+
+
+def test_batch_budget_display_on_given_axes(batch_report):
+    from matplotlib.figure import Figure
+
+    from ttcrouter.evaluation import BatchBudgetDisplay
+
+    rep, _, _ = batch_report
+    fig = Figure()
+    axes = [fig.add_subplot(2, 1, 1), fig.add_subplot(2, 1, 2)]
+    disp = BatchBudgetDisplay.from_report(rep)
+    assert disp.plot(ax=axes) is disp and disp.figure_ is fig
+    with pytest.raises(ValueError, match="Axes"):
+        disp.plot(ax=axes[:1])
+    plain = evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), n_boot=0,
+                     progress=False)
+    assert plain.batch is None and "batch_budgets" not in plain.to_dict()
+    assert "batch_budgets" not in plain.config  # metrics.json unchanged without batch budgets
+    with pytest.raises(ValueError, match="no batch budgets"):
+        BatchBudgetDisplay.from_report(plain)
+
+
+def test_explicit_batch_budgets_and_an_infeasible_one():
+    # 50 tokens per query is under the cheapest strategy (100): every method says so
+    rep = evaluate(toy_runs(n_per_kind=12), encoder=KindEncoder(), router=LookupRouter(),
+                   cv=3, batch_budgets=[50, 300], batch_inner_cv=2, n_boot=0, progress=False)
+    t = rep.batch
+    assert set(t["axis"]) == {"tokens"} and sorted(t["budget"].unique()) == [50.0, 300.0]
+    low = t[t["budget"] == 50].set_index("method")
+    assert low["accuracy"].isna().all()
+    assert "infeasible" in low.loc["allocation", "note"]
+    assert "no price fits" in low.loc["lambda", "note"]
+    assert "over budget" in low.loc["static_mix", "note"]
+    assert t.loc[t["budget"] == 300, "accuracy"].notna().all()
+    assert t["accuracy_lo"].isna().all()  # n_boot=0: no intervals
+
+
+@pytest.mark.parametrize("value, match", [
+    ("all", "'auto'"), ([0, 100], "> 0"), ({"dollars": [1]}, "keys"), ([], "> 0"),
+])
+def test_bad_batch_budgets(value, match):
+    with pytest.raises(ValueError, match=match):
+        evaluate(toy_runs(), encoder=KindEncoder(), router=LookupRouter(), n_boot=0,
+                 batch_budgets=value, progress=False)
+
+
+def test_static_mix_and_auto_budgets():
+    from ttcrouter.evaluation.batch import auto_batch_budgets, static_mix
+
+    cost, acc = [100, 400, 800, 500], [0.2, 0.6, 0.7, 0.5]  # 500 is under the hull
+    assert static_mix(cost, acc, 50) is None
+    i, j, share = static_mix(cost, acc, 250)
+    assert (i, j) == (0, 1) and share == pytest.approx(0.5)
+    i, j, share = static_mix(cost, acc, 600)
+    assert (i, j) == (1, 2) and share == pytest.approx(0.5)
+    assert static_mix(cost, acc, 1000) == (2, 2, 0.0)
+    b = auto_batch_budgets([100, 800])
+    assert len(b) == 5 and b.min() > 100 and b.max() < 800
+    with pytest.raises(ValueError, match="same mean cost"):
+        auto_batch_budgets([5, 5])

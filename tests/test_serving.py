@@ -170,3 +170,90 @@ def test_routed_execution_on_the_embedded_model(fitted_pipeline, vllm_generator)
     routed.close()  # not ours: the shared engine must stay up
     (done,) = vllm_generator.generate([GenerationRequest("Hi")], n=1, max_tokens=2)
     assert done[0].tokens > 0
+
+
+# -- batch budgets --------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def text_pipe():
+    from router_helpers import text_pipeline
+
+    return text_pipeline()[0]
+
+
+QUESTIONS = ["What is 3 + 4?", "Compute 12 * 13 - 7.", "What is 1 + 1?",
+             "A train leaves at 3pm and travels 120 km at 60 km/h; when does it arrive?"]
+
+
+def test_run_budgeted_allocates_runs_and_reports(text_pipe):
+    routed = RoutedExecutor(text_pipe, FakeExecutor())
+    budget = 300.0 * len(QUESTIONS)
+    run = routed.run_budgeted(QUESTIONS, max_total_tokens=budget)
+    assert isinstance(run, ttcrouter.BudgetedRun)
+    # the same choice as the router's own allocation, question by question
+    X = text_pipe[0].transform(QUESTIONS)
+    expected = text_pipe[-1].allocate(X, max_total_tokens=budget)
+    assert [r.strategy for r in run.results] == list(expected)
+    assert [r.question for r in run.results] == QUESTIONS
+    assert run.allocation.tokens <= budget and run.budget["tokens"] == budget
+    assert run.realised_tokens == 3 * len(QUESTIONS)  # FakeExecutor: 3 tokens a question
+    assert run.realised_over_budget == {"tokens": pytest.approx(run.realised_tokens / budget)}
+    s = run.summary()
+    assert s["predicted_tokens"] == pytest.approx(run.allocation.tokens)
+    assert s["wall_clock_s"] >= 0 and s["failed"] == 0 and s["n_questions"] == 4
+    # sequential latency model: the predicted makespan is the predicted latencies' sum
+    assert run.predicted_makespan_s == pytest.approx(run.allocation.latency)
+
+
+def test_run_budgeted_latency_with_concurrency(text_pipe):
+    routed = RoutedExecutor(text_pipe, FakeExecutor())
+    lat = text_pipe[-1].training_means_["latency"]
+    budget = 2 * float(lat.max())  # 4 questions, 2 at a time
+    run = routed.run_budgeted(QUESTIONS, max_total_latency=budget, concurrency=2)
+    assert run.allocation.makespan <= budget + 1e-9
+    assert run.predicted_makespan_s == run.allocation.makespan
+    assert set(run.realised_over_budget) == {"latency"}
+
+
+def test_run_budgeted_bad_budgets_fail_before_running(text_pipe):
+    class Exploding(FakeExecutor):
+        def execute_batch(self, strategy, questions):
+            raise AssertionError("nothing may run on a bad budget")
+
+    routed = RoutedExecutor(text_pipe, Exploding())
+    with pytest.raises(ValueError, match="Give a budget"):
+        routed.run_budgeted(QUESTIONS)
+    with pytest.raises(ValueError, match="Give a budget"):
+        routed.run_budgeted(QUESTIONS, concurrency=2)
+    with pytest.raises(ValueError, match="Unknown budget keyword"):
+        routed.run_budgeted(QUESTIONS, max_tokens=10)
+    with pytest.raises(ValueError, match="max_mean_tokens"):
+        routed.run_budgeted(QUESTIONS, max_mean_tokens=-1)
+    with pytest.raises(ValueError, match="minimum possible cost"):
+        routed.run_budgeted(QUESTIONS, max_mean_tokens=1.0)
+    dummy = Pipeline([("features", SlowFirstCall(0.0)),
+                      ("router", DummyClassifier(strategy="constant",
+                                                 constant="majority_vote@n=1"))])
+    dummy.fit(["a", "bb"], ["majority_vote@n=1", "majority_vote@n=2"])
+    with pytest.raises(TypeError, match="allocate"):
+        RoutedExecutor(dummy, FakeExecutor()).run_budgeted(QUESTIONS, max_mean_tokens=100)
+
+
+def test_allocate_without_running(text_pipe):
+    routed = RoutedExecutor(text_pipe, FakeExecutor())
+    names, acc, alloc, seconds = routed.allocate(QUESTIONS, max_mean_tokens=400)
+    assert len(names) == 4 and acc.shape == (4,) and seconds >= 0
+    assert alloc.mean_tokens <= 400
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_run_budgeted_on_the_embedded_model(text_pipe, vllm_generator):
+    from ttcrouter.executors.runner import StrategyExecutor
+
+    routed = RoutedExecutor(text_pipe, StrategyExecutor(vllm_generator, max_tokens=48))
+    run = routed.run_budgeted(QUESTIONS[:3], max_mean_tokens=300)
+    assert [r.error for r in run.results] == [None] * 3
+    assert run.realised_tokens == sum(r.tokens for r in run.results) > 0
+    assert run.wall_clock_s > 0 and run.allocation.tokens <= 900
+    assert run.realised_over_budget["tokens"] == pytest.approx(run.realised_tokens / 900)

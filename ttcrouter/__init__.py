@@ -44,9 +44,10 @@ _EXPORTS = {
     "lambda_grid": "tuning",
     # batch budgets
     "allocate": "allocation",
-    "allocate_batch": "allocation",
+    "allocate_batch": "budgeting",
     "AllocationResult": "allocation",
-    "calibrate_lambda": "allocation",
+    "calibrate_lambda": "budgeting",
+    "BudgetedRun": "budgeting",
     # metrics (fixed-lambda scorers and baselines)
     "make_utility_scorer": "metrics",
     "make_accuracy_scorer": "metrics",

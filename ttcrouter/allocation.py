@@ -1,9 +1,9 @@
 """Spend one budget across a batch: pick one strategy per query under a total cost budget.
 
 :func:`allocate` maximizes the total predicted accuracy of a batch subject to its predicted
-total (or mean) tokens and/or latency staying within a budget, a multiple-choice knapsack;
-:func:`calibrate_lambda` instead sets a router's price so that its per-query choices meet a
-target mean cost on unlabelled queries. ``docs/allocation.md`` has the details.
+total (or mean) tokens and/or latency staying within a budget, a multiple-choice knapsack over
+matrices of predicted accuracy and cost. Making a fitted router (or a pipeline ending in one)
+meet a budget is :mod:`ttcrouter.budgeting`'s job. ``docs/allocation.md`` has the details.
 
 One budget: every query starts at its cheapest strategy; the upper concave hull of each
 query in (cost, accuracy) is found for all queries at once (vectorized gift wrapping); the
@@ -22,16 +22,13 @@ NP-hard even to satisfy, so the search may miss a feasible allocation and then r
 from __future__ import annotations
 
 import heapq
-from copy import deepcopy
 from dataclasses import dataclass, field
 from numbers import Integral, Real
 
 import numpy as np
-from sklearn.pipeline import Pipeline
 from sklearn.utils import check_scalar
 
-__all__ = ["AllocationResult", "allocate", "allocate_batch", "calibrate_lambda",
-           "list_schedule_makespan"]
+__all__ = ["AllocationResult", "allocate", "list_schedule_makespan"]
 
 #: geometric grid of per-query latency caps tried for 1 < concurrency < n (see allocate)
 N_CAPS = 8
@@ -416,124 +413,3 @@ def _solve(A, T, L, ok, B_T, B_L, max_iter, raise_=True):
                 break
     choice, acc, lam, mu = best
     return choice, acc, lam, mu, float(bound)
-
-
-# -- routers -------------------------------------------------------------------------------
-
-def _unwrap(estimator, X):
-    """The UtilityRouter inside ``estimator`` (a Pipeline's last step, a CV's best), X for it,
-    and the chain of objects walked through."""
-    chain = [estimator]
-    while True:
-        est = chain[-1]
-        if isinstance(est, Pipeline):
-            if len(est) > 1:
-                X = est[:-1].transform(X)
-            chain.append(est[-1])
-        elif hasattr(est, "best_estimator_"):
-            chain.append(est.best_estimator_)
-        else:
-            return est, X, chain
-
-
-def allocate_batch(estimator, X, **budget):
-    """:meth:`UtilityRouter.allocate` for a router, a UtilityRouterCV or a Pipeline ending in one.
-
-    A Pipeline has no ``allocate``: ``X`` (e.g. query strings) goes through every step but
-    the last (``transform``), then the final router allocates with the keywords ``budget``
-    (``max_total_tokens=...``, see :meth:`UtilityRouter.allocate`) and returns as it does.
-    """
-    router, Xt, _ = _unwrap(estimator, X)
-    return router.allocate(Xt, **budget)
-
-
-def calibrate_lambda(router, X, *, target_mean_tokens=None, target_mean_latency=None,
-                     copy=True, max_iter=100):
-    """Set a router's lambda so its predicted mean cost on unlabelled ``X`` meets a target.
-
-    The mean predicted cost of the router's per-query choice falls as its price rises;
-    bisection (on predictions made once) finds the smallest price with mean cost <= target,
-    the closest to it. With both targets both lambdas scale along one direction (the
-    router's ratio when both are > 0, else 1 / each cost's spread); each cost need not fall
-    monotonically then, so the scale found meets both but may not be the smallest.
-
-    Parameters
-    ----------
-    router : fitted UtilityRouter, UtilityRouterCV or Pipeline ending in one
-    X : unlabelled queries (raw input of the pipeline, or router features)
-    target_mean_tokens, target_mean_latency : float, default=None
-        Target mean predicted tokens / latency (seconds) per query.
-    copy : bool, default=True
-        Return a deep copy with the lambdas set; False sets them on ``router`` itself.
-        Lambdas only enter prediction, so the fitted state stays valid (a UtilityRouterCV's
-        ``best_lambda_*_`` follow).
-    max_iter : int, default=100
-        Bisection steps.
-
-    Returns
-    -------
-    router : the (copied) estimator with the lambdas set
-    """
-    if target_mean_tokens is None and target_mean_latency is None:
-        raise ValueError("Give target_mean_tokens and/or target_mean_latency.")
-    out = deepcopy(router) if copy else router
-    inner, Xt, chain = _unwrap(out, X)
-    means = inner.training_means_
-    U0 = np.asarray(inner.predict_utility(Xt), dtype=float)
-    T, L = (np.asarray(M, dtype=float) for M in inner.predict_costs(Xt))
-    lam0 = np.array([inner.lambda_tokens, inner.lambda_latency], dtype=float)
-    targets = np.array([np.inf if target_mean_tokens is None else target_mean_tokens,
-                        np.inf if target_mean_latency is None else target_mean_latency])
-    for t, what in zip((target_mean_tokens, target_mean_latency), ("tokens", "latency")):
-        if t is not None:
-            check_scalar(t, f"target_mean_{what}", Real, min_val=0)
-            if means[what].isna().all():
-                raise ValueError(f"The router was fitted without {what}: it cannot price them.")
-    rows = np.arange(len(U0))
-    spread = np.array([np.ptp(means[w].to_numpy()) for w in ("tokens", "latency")])
-    spread = np.where(np.isfinite(spread) & (spread > 0), spread, 1.0)
-    both = np.isfinite(targets).all()
-    if both:
-        d = lam0 / lam0.sum() if (lam0 > 0).all() else 1.0 / spread
-    else:
-        d = np.array([1.0, 0.0]) if np.isfinite(targets[0]) else np.array([0.0, 1.0])
-        d = d / spread
-    base = lam0 * (d == 0)  # the lambda not calibrated keeps its value
-
-    def costs(t):
-        lt, ll = base + t * d
-        U = U0 + (lam0[0] - lt) * T + (lam0[1] - ll) * L
-        c = np.argmax(U, axis=1)
-        return np.array([T[rows, c].mean(), L[rows, c].mean()])
-
-    def ok(t):
-        return bool((costs(t) <= targets).all())
-
-    if not ok(0.0):
-        hi = 1e-3
-        for _ in range(200):
-            if ok(hi):
-                break
-            hi *= 2
-        else:
-            routable = np.isfinite(U0[0])
-            mins = [np.where(routable, M, np.inf).min(axis=1).mean() for M in (T, L)]
-            raise ValueError(
-                f"No lambda meets the target (mean tokens {target_mean_tokens}, mean latency "
-                f"{target_mean_latency}): the cheapest routable strategy per query predicts "
-                f"mean tokens {mins[0]:.6g} and mean latency {mins[1]:.6g}s."
-            )
-        lo = 0.0
-        for _ in range(max_iter):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-        t = hi
-    else:
-        t = 0.0
-    lt, ll = (float(v) for v in base + t * d)
-    inner.set_params(lambda_tokens=lt, lambda_latency=ll)
-    for obj in chain:
-        if hasattr(obj, "best_lambda_tokens_"):
-            obj.best_lambda_tokens_, obj.best_lambda_latency_ = lt, ll
-    return out
-

@@ -200,8 +200,30 @@ def _add_split(p, default_report, demo=False):
                    help="cross-fitting over K query folds instead of one split: every query "
                         "is tested once, by a router fitted on the other folds; 0 means one "
                         f"split of --test-size (default: {cv or 0})")
+    p.add_argument("--batch-budgets", type=_budget_list, default=None, metavar="auto|B1,B2,...",
+                   help="also compare, at these mean-token budgets per query, allocation "
+                        "across each test fold, per-query routing at the CV-picked lambda and "
+                        "the best static mix; 'auto': 5 token and 5 latency budgets inside "
+                        "the static strategies' cost range")
+    p.add_argument("--batch-latency-budgets", type=_budget_list, default=None,
+                   metavar="auto|S1,S2,...",
+                   help="the same at mean latency budgets per query (seconds; sequential "
+                        "execution: latencies add up)")
     _add_encoder(p, demo=demo)
     _add_strategies(p)
+
+
+def _budget_list(text):
+    """'auto' or a comma list of positive numbers."""
+    if text.strip() == "auto":
+        return "auto"
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or numbers like 100,200, got {text!r}")
+    if not values or any(not (v > 0 and v < float("inf")) for v in values):
+        raise argparse.ArgumentTypeError(f"budgets must be finite numbers > 0, got {text!r}")
+    return values
 
 
 def _cv_folds(text):
@@ -243,15 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a runs table, with fixed lambdas or to a mean-cost budget.")
     p.add_argument("runs", help="runs table (.parquet or .jsonl)")
     p.add_argument("--out", default="router.joblib", help="router file (default: router.joblib)")
-    p.add_argument("--lambda-tokens", type=float, default=0.0,
+    p.add_argument("--lambda-tokens", type=float, default=None,
                    help="price of one generated token, in accuracy units (default: 0)")
-    p.add_argument("--lambda-latency", type=float, default=0.0,
+    p.add_argument("--lambda-latency", type=float, default=None,
                    help="price of one second of latency, in accuracy units (default: 0)")
     p.add_argument("--max-mean-latency", type=float, default=None, metavar="SECONDS",
                    help="instead of lambdas: most accurate router with mean latency <= SECONDS")
     p.add_argument("--max-mean-tokens", type=float, default=None, metavar="TOKENS",
                    help="instead of lambdas: most accurate router with mean tokens <= TOKENS")
     p.add_argument("--seed", type=int, default=0, help="seed of the tuning folds (default: 0)")
+    p.add_argument("--calibrate-on", default=None, metavar="QUERIES",
+                   help="after fitting, set the lambda so that the router's predicted mean "
+                        "cost on these unlabelled questions (one per line, or JSONL with a "
+                        "\"question\" field) meets --target-mean-tokens/--target-mean-latency")
+    p.add_argument("--target-mean-tokens", type=float, default=None, metavar="TOKENS",
+                   help="with --calibrate-on: target mean predicted tokens per question")
+    p.add_argument("--target-mean-latency", type=float, default=None, metavar="SECONDS",
+                   help="with --calibrate-on: target mean predicted latency per question")
     _add_encoder(p)
     _add_strategies(p)
     p.set_defaults(func=cmd_fit)
@@ -294,6 +324,23 @@ def build_parser() -> argparse.ArgumentParser:
                    help="most tokens per generated solution")
     p.add_argument("--route-only", action="store_true",
                    help="print the chosen strategy without running it")
+    b = p.add_argument_group(
+        "batch budget", "spend one budget across all the questions: the router allocates "
+        "(the best total predicted accuracy whose predicted cost fits), then runs them and "
+        "prints a summary record (budget, predicted and realised totals, realised/budget)")
+    b.add_argument("--max-total-tokens", type=float, default=None, metavar="N",
+                   help="predicted generated tokens of the whole batch <= N")
+    b.add_argument("--max-mean-tokens", type=float, default=None, metavar="N",
+                   help="predicted generated tokens per question on average <= N")
+    b.add_argument("--max-total-latency", type=float, default=None, metavar="SECONDS",
+                   help="predicted wall clock of the batch <= SECONDS (sequential, or "
+                        "--concurrency K requests at once)")
+    b.add_argument("--max-mean-latency", type=float, default=None, metavar="SECONDS",
+                   help="sequential execution: predicted latency per question on average")
+    b.add_argument("--max-query-latency", type=float, default=None, metavar="SECONDS",
+                   help="per-question cap: strategies predicted slower are not considered")
+    b.add_argument("--concurrency", type=int, default=None, metavar="K",
+                   help="execution model of --max-total-latency: K requests at once")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per line on stdout, nothing else (logs go to stderr)")
     p.set_defaults(func=cmd_route)

@@ -21,6 +21,7 @@ from pathlib import Path
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_scalar
 
+from .budgeting import BUDGET_KEYWORDS, calibrate_lambda, predicted_mean_costs
 from .collection import collect, export_collection, load_runs
 from .costs import CostTable
 from .embedding import EmbeddingTransformer
@@ -186,8 +187,8 @@ def _fit_router(runs, args):
         # the lambdas meeting the budget are chosen inside UtilityRouterCV's fit
         router = UtilityRouterCV(router=base, **budget, random_state=args.seed)
     else:
-        router = base.set_params(lambda_tokens=args.lambda_tokens,
-                                 lambda_latency=args.lambda_latency)
+        router = base.set_params(lambda_tokens=args.lambda_tokens or 0.0,
+                                 lambda_latency=args.lambda_latency or 0.0)
     pipe = Pipeline([("embed", encoder), ("router", router)])
     logger.info("fitting the router")
     pipe.fit(summary.texts, summary.Y, router__tokens=summary.T, router__latency=summary.L)
@@ -196,15 +197,63 @@ def _fit_router(runs, args):
     return pipe, meta
 
 
+def _calibration(args):
+    """(questions, targets) of --calibrate-on, checked before anything loads; or None."""
+    targets = {f"target_mean_{w}": v for w, v in (("tokens", args.target_mean_tokens),
+                                                   ("latency", args.target_mean_latency))
+               if v is not None}
+    if args.calibrate_on is None:
+        if targets:
+            raise CLIError("--target-mean-tokens/--target-mean-latency need --calibrate-on "
+                           "QUERIES (the unlabelled questions the target is met on).")
+        return None
+    if not targets:
+        raise CLIError("--calibrate-on needs --target-mean-tokens and/or "
+                       "--target-mean-latency.")
+    if args.lambda_tokens is not None or args.lambda_latency is not None:
+        raise CLIError("--calibrate-on sets the lambdas: give it without --lambda-tokens/"
+                       "--lambda-latency.")
+    if args.max_mean_tokens is not None or args.max_mean_latency is not None:
+        raise CLIError("Give either --calibrate-on with --target-mean-* (a target on unlabelled "
+                       "questions) or --max-mean-tokens/--max-mean-latency (a budget on the "
+                       "training runs), not both.")
+    for name, v in targets.items():
+        check_scalar(v, "--" + name.replace("_", "-"), numbers.Real, min_val=0,
+                     include_boundaries="neither")
+    questions, problems = read_questions(args.calibrate_on)
+    for p in problems:
+        logger.warning("skipped %s", p)
+    if not questions:
+        raise CLIError(f"No questions in {args.calibrate_on!r} to calibrate on.")
+    return [q for _, q in questions], targets
+
+
+def _calibrate(pipe, texts, targets, path) -> dict:
+    """Set the lambdas on ``texts`` (in place); the metadata recorded in the router file."""
+    logger.info("calibrating the lambdas on %d unlabelled questions", len(texts))
+    calibrate_lambda(pipe, texts, copy=False, **targets)
+    means = predicted_mean_costs(pipe, texts)
+    return {"queries": str(path), "n_queries": len(texts), **targets,
+            "predicted_mean_tokens": means["tokens"], "predicted_mean_latency": means["latency"]}
+
+
 def cmd_fit(args) -> int:
     """``ttcrouter fit``: fit a router on a runs table and save it."""
+    calibration = _calibration(args)
     runs = _load_runs(args.runs)
     pipe, meta = _fit_router(runs, args)
+    if calibration is not None:
+        meta["calibration"] = _calibrate(pipe, *calibration, args.calibrate_on)
     final = pipe.steps[-1][1]
     out = save_router(pipe, args.out, metadata=meta)
     lt, ll = router_lambda(final, "lambda_tokens"), router_lambda(final, "lambda_latency")
     print(f"router saved to {out} ({len(getattr(final, 'strategies_', []))} strategies, "
           f"lambda_tokens={lt:g}, lambda_latency={ll:g})")
+    if calibration is not None:
+        cal = meta["calibration"]
+        print(f"calibrated on {cal['n_queries']} questions: predicted mean tokens "
+              f"{cal['predicted_mean_tokens']:.4g}, mean latency "
+              f"{cal['predicted_mean_latency']:.4g}s")
     return 0
 
 
@@ -217,10 +266,20 @@ def _run_evaluation(runs, args, report_dir):
     report = evaluate(_aggregate(runs, args), test_size=args.test_size, random_state=args.seed,
                       encoder=_make_encoder(args),
                       router=_make_router(args, random_state=args.seed),
-                      report_dir=report_dir, progress=True, cv=cv)
+                      report_dir=report_dir, progress=True, cv=cv,
+                      batch_budgets=_batch_budgets(args))
     print(report.summary())
     print(f"\nreport written to {Path(report_dir) / 'report.md'}")
     return report
+
+
+def _batch_budgets(args):
+    """evaluate's ``batch_budgets`` from --batch-budgets / --batch-latency-budgets."""
+    tokens = getattr(args, "batch_budgets", None)
+    latency = getattr(args, "batch_latency_budgets", None)
+    if latency is None and tokens == "auto":
+        latency = "auto"
+    return {k: v for k, v in (("tokens", tokens), ("latency", latency)) if v is not None} or None
 
 
 def cmd_evaluate(args) -> int:
@@ -304,6 +363,7 @@ def cmd_route(args) -> int:
     models, once) and ``engine_start_s`` (starting the generator, once) are reported apart
     from each question's ``route_latency_s`` and ``latency_s``.
     """
+    budget = _route_budget(args)
     questions = [(None, q) for q in args.questions]
     problems = []
     if args.file:
@@ -327,7 +387,9 @@ def cmd_route(args) -> int:
     texts = [q for _, q in questions]
     failed = 0
     try:
-        if args.route_only:
+        if budget:
+            failed = _route_budgeted(routed, texts, budget, args)
+        elif args.route_only:
             choice, acc, seconds = routed.route(texts)
             for i, (q, s) in enumerate(zip(texts, choice)):
                 rec = {"question": q, "strategy": s,
@@ -348,6 +410,63 @@ def cmd_route(args) -> int:
     finally:
         routed.close()
     return 1 if (problems or failed) else 0
+
+
+def _route_budget(args) -> dict:
+    """The batch budget of ``route``'s flags, checked before the router or an engine loads."""
+    budget = {k: v for k in BUDGET_KEYWORDS if (v := getattr(args, k, None)) is not None}
+    for k, v in budget.items():
+        count = k == "concurrency"
+        check_scalar(v, "--" + k.replace("_", "-"), numbers.Integral if count else numbers.Real,
+                     min_val=1 if count else 0, include_boundaries="left" if count else "neither")
+    if set(budget) == {"concurrency"}:
+        raise CLIError("--concurrency is the execution model of a batch budget: give "
+                       "--max-total-latency (or another --max-* budget) with it.")
+    return budget
+
+
+def _route_budgeted(routed, texts, budget, args) -> int:
+    """Allocate the budget over ``texts``, run (unless --route-only), print records and a
+    summary; returns the number of failed questions."""
+    if args.route_only:
+        names, acc, alloc, seconds = routed.allocate(texts, **budget)
+        for i, (q, s) in enumerate(zip(texts, names)):
+            _print_result({"question": q, "strategy": s, "predicted_accuracy":
+                           None if acc is None else float(acc[i]),
+                           "route_latency_s": seconds / len(texts), "load_s": routed.load_s},
+                          args.json)
+        _print_summary({"n_questions": len(texts), "budget": alloc.budget,
+                        "predicted_tokens": alloc.tokens, "predicted_latency_s": alloc.latency,
+                        "predicted_makespan_s": alloc.makespan,
+                        "predicted_accuracy": alloc.mean_accuracy}, args.json)
+        return 0
+    logger.info("allocating the budget over %d question(s); starting the %s backend",
+                len(texts), args.backend)
+    try:
+        run = routed.run_budgeted(texts, **budget)
+    except (RuntimeError, OSError, ConnectionError) as exc:
+        raise CLIError(f"running the chosen strategies on the {args.backend} backend "
+                       f"failed: {type(exc).__name__}: {exc}") from exc
+    for result in run.results:
+        _print_result(result.to_dict(), args.json)
+    summary = run.summary()
+    _print_summary(summary, args.json)
+    return summary["failed"]
+
+
+def _print_summary(summary: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"summary": summary}, ensure_ascii=False, default=float), flush=True)
+        return
+    budget = ", ".join(f"{k}={v:g}" for k, v in summary["budget"].items() if v is not None)
+    lines = [f"batch of {summary['n_questions']} question(s), budget {budget}"]
+    lines += [f"  {re.sub(r'_s$', ' (s)', k.replace('wall', 'measured_wall')).replace('_', ' ')}"
+              f": {v:.6g}" for k, v in summary.items()
+              if k.startswith(("predicted_", "realised_tokens", "wall_clock"))
+              and isinstance(v, (int, float))]
+    lines += [f"  realised / budget ({k}): {v:.3f}"
+              for k, v in summary.get("realised_over_budget", {}).items()]
+    print("\n".join(lines), flush=True)
 
 
 def _print_result(rec: dict, as_json: bool) -> None:

@@ -10,9 +10,12 @@
 Three times are reported apart: ``load_s`` (loading the router's models, once),
 ``route_latency_s`` (choosing the strategy for one question: embedding and router) and
 ``latency_s`` (running the chosen strategy). Starting the generator is ``engine_start_s``,
-counted in none of them. Router files are read and written by :mod:`ttcrouter.persistence`;
-``save_router``, ``load_router``, ``RouterFileError`` and ``ROUTER_FORMAT`` are re-exported
-here for code written before it existed.
+counted in none of them. A batch with one budget for all of it (``max_total_tokens=...``)
+goes through :meth:`RoutedExecutor.run_budgeted`, which allocates, runs and reports
+predicted against realised totals (:class:`~ttcrouter.budgeting.BudgetedRun`). Router
+files are read and written by :mod:`ttcrouter.persistence`; ``save_router``,
+``load_router``, ``RouterFileError`` and ``ROUTER_FORMAT`` are re-exported here for code
+written before it existed.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from .budgeting import BudgetedRun, check_budget
 from .executors.base import GenerationRequest
 from .executors.factory import BACKENDS, make_executor
 from .persistence import (
@@ -37,6 +41,8 @@ from .persistence import (
 __all__ = [
     "RoutedResult",
     "RoutedExecutor",
+    # the result of run_budgeted, from ttcrouter.budgeting
+    "BudgetedRun",
     # re-exported from ttcrouter.persistence (their home since issue 13)
     "RouterFileError",
     "save_router",
@@ -282,9 +288,17 @@ class RoutedExecutor:
         choice, acc = self._route(questions)
         return choice, acc, time.perf_counter() - t0
 
-    def _route(self, questions):
+    def _route(self, questions, budget=None):
         X = self._features.transform(questions) if self._features is not None else questions
-        choice = [str(s) for s in self._final.predict(X)]
+        allocation = None
+        if budget is None:
+            choice = [str(s) for s in self._final.predict(X)]
+        else:
+            if not hasattr(self._final, "allocate"):
+                raise TypeError(f"A budget needs a router with allocate (UtilityRouter or "
+                                f"UtilityRouterCV), got {type(self._final).__name__}.")
+            names, allocation = self._final.allocate(X, return_result=True, **budget)
+            choice = [str(s) for s in names]
         acc = None
         if hasattr(self._final, "predict_accuracy"):
             A = np.asarray(self._final.predict_accuracy(X), dtype=float)
@@ -293,7 +307,7 @@ class RoutedExecutor:
                 pos = {n: j for j, n in enumerate(names)}
                 acc = np.array([A[i, pos[s]] if s in pos else np.nan
                                 for i, s in enumerate(choice)])
-        return choice, acc
+        return (choice, acc) if budget is None else (choice, acc, allocation)
 
     def route_batch(self, questions) -> list:
         """Route and run a batch of questions.
@@ -314,6 +328,67 @@ class RoutedExecutor:
         """
         questions = _check_questions(questions)
         choice, acc, seconds = self.route(questions)
+        return self._execute(questions, choice, acc, seconds)
+
+    def run_budgeted(self, questions, **budget) -> BudgetedRun:
+        """Spend one budget across a batch: allocate, run, report predicted and realised.
+
+        The router's ``allocate`` (:meth:`ttcrouter.UtilityRouter.allocate`) picks one
+        strategy per question, the best total predicted accuracy whose predicted total cost
+        fits the budget; the questions then run as in :meth:`route_batch` (grouped by
+        strategy). Budgets hold on predicted costs; the returned run says how the realised
+        ones compare.
+
+        Parameters
+        ----------
+        questions : list of str
+        **budget
+            Keywords of ``allocate``: ``max_total_tokens``, ``max_mean_tokens``,
+            ``max_total_latency``, ``max_mean_latency``, ``max_query_latency``,
+            ``concurrency`` (:data:`ttcrouter.budgeting.BUDGET_KEYWORDS`).
+
+        Returns
+        -------
+        BudgetedRun
+
+        Raises
+        ------
+        ValueError
+            No budget, an unknown keyword, or no allocation fits (the message gives the
+            minimum possible cost), all before any strategy runs.
+        """
+        choice, acc, allocation, route_s = self.allocate(questions, **budget)
+        executor = self.executor  # started (and warmed up) outside the measured wall clock
+        t1 = time.perf_counter()
+        results = self._execute(questions, choice, acc, route_s, executor)
+        return BudgetedRun(results, allocation, time.perf_counter() - t1, route_s)
+
+    def allocate(self, questions, **budget):
+        """Choose one strategy per question within a batch budget, without running them.
+
+        Parameters
+        ----------
+        questions : list of str
+        **budget
+            As :meth:`run_budgeted`.
+
+        Returns
+        -------
+        strategies : list of str
+        predicted_accuracy : ndarray of shape (n_questions,) or None
+        allocation : AllocationResult
+        seconds : float
+            Wall-clock time of embedding and allocating, after :meth:`load`.
+        """
+        budget = check_budget(budget)
+        questions = _check_questions(questions)
+        self.load()
+        t0 = time.perf_counter()
+        choice, acc, allocation = self._route(questions, budget)
+        return choice, acc, allocation, time.perf_counter() - t0
+
+    def _execute(self, questions, choice, acc, seconds, executor=None):
+        executor = executor or self.executor
         per_q = seconds / len(questions)
         results = [RoutedResult(question=q, strategy=s, route_latency_s=per_q,
                                 predicted_accuracy=None if acc is None else float(acc[i]))
@@ -324,7 +399,7 @@ class RoutedExecutor:
         for strategy, idx in groups.items():
             # the executor records per-question failures in each result; an exception here
             # is systemic (the engine cannot start, the server is unreachable) and propagates
-            outs = self.executor.execute_batch(strategy, [questions[i] for i in idx])
+            outs = executor.execute_batch(strategy, [questions[i] for i in idx])
             for i, out in zip(idx, outs):
                 r = results[i]
                 r.answer = getattr(out, "answer", None)

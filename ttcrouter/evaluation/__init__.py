@@ -4,14 +4,17 @@
   the penalty sweeps;
 - :mod:`~ttcrouter.evaluation.report`: :class:`EvaluationReport`, its JSON and markdown;
 - :mod:`~ttcrouter.evaluation.plots`: :class:`FrontierDisplay` and
-  :class:`StrategyMixDisplay`, the report's plots.
+  :class:`StrategyMixDisplay`, :class:`BatchBudgetDisplay`, the report's plots;
+- :mod:`~ttcrouter.evaluation.batch`: :func:`batch_budget_comparison`, allocation against
+  per-query lambdas and the static mix at batch budgets (``evaluate(batch_budgets=...)``).
 
 :func:`frontier_at` lives in :mod:`ttcrouter.frontier` and is importable from here too.
 """
 
 from ..frontier import frontier_at
+from .batch import batch_budget_comparison
 from .evaluate import MIN_TEST_QUERIES, MIN_TRAIN_QUERIES, evaluate
-from .plots import FrontierDisplay, StrategyMixDisplay
+from .plots import BatchBudgetDisplay, FrontierDisplay, StrategyMixDisplay
 from .report import EvaluationReport
 
 __all__ = [
@@ -22,4 +25,6 @@ __all__ = [
     "MIN_TEST_QUERIES",
     "FrontierDisplay",
     "StrategyMixDisplay",
+    "BatchBudgetDisplay",
+    "batch_budget_comparison",
 ]

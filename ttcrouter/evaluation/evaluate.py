@@ -17,6 +17,10 @@ envelope "best accuracy at mean cost <= B" (:func:`ttcrouter.frontier.frontier_a
 share of the gap between the best static strategy and the oracle that the router closes,
 ``(router - static) / (oracle - static)``; and the area under each frontier over the static
 cost range (log-cost axis scaled to [0, 1], :func:`ttcrouter.frontier.frontier_auc`).
+
+With ``batch_budgets``, the same fold predictions also feed
+:func:`ttcrouter.evaluation.batch.batch_budget_comparison`: one budget spent across each
+test fold by allocation, against per-query lambdas and the best static mix.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ from ..provenance import package_versions
 from ..router import UtilityRouter
 from ..runs import RunsSummary, aggregate_runs, split_queries
 from ..validation import check_int
+from .batch import auto_batch_budgets, batch_budget_comparison
 from .plots import COST_AXES
 from .report import EvaluationReport
 
@@ -67,7 +72,8 @@ _GRID = {"n_values": 101, "low": 1e-3, "high": 30.0, "cheapest_wins": True}
 
 def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
              lambda_tokens_grid=None, lambda_latency_grid=None, report_dir=None,
-             progress=True, cv=None, n_boot=1000) -> EvaluationReport:
+             progress=True, cv=None, n_boot=1000, batch_budgets=None,
+             batch_inner_cv=3) -> EvaluationReport:
     """Compare static strategies, the adaptive router and the per-query oracle on test queries.
 
     Parameters
@@ -110,6 +116,17 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         Bootstrap resamples of the test queries for the uncertainty of the frontier check
         (router minus static accuracy at every static cost, with a 90% percentile
         interval); 0 skips it.
+    batch_budgets : "auto", list of float or dict, default=None
+        Also compare, at each mean budget per query, allocation across each test fold
+        (budget x fold size), per-query routing at the price UtilityRouterCV would pick for
+        that budget on the training queries, and the best static mix exact to the budget
+        (:mod:`ttcrouter.evaluation.batch`); the report's ``batch`` table. ``"auto"``: 5
+        token and 5 latency budgets inside the static strategies' cost ranges; a list:
+        mean-token budgets; a dict ``{"tokens": [...] or "auto", "latency": [...] or
+        "auto"}``. Latency budgets are for the sequential execution model (latencies add).
+    batch_inner_cv : int, default=3
+        Folds of the training queries' cross-fitting that picks the per-query price
+        (``batch_inner_cv`` more router fits per fold).
 
     Returns
     -------
@@ -129,6 +146,9 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
     strategies = list(summary.strategies)
     Y, T, L = (m.to_numpy(dtype=float) for m in (summary.Y, summary.T, summary.L))
     folds = _folds(summary, test_size, cv, random_state)
+    batch_budgets = _batch_budgets(batch_budgets, T, L)
+    if batch_budgets:
+        batch_inner_cv = check_int(batch_inner_cv, "batch_inner_cv", min_val=2)
     stages.done()
 
     if encoder is None:
@@ -172,6 +192,16 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         gap_rows += [{"axis": axis, **row} for row in gap]
     stages.done()
 
+    batch, batch_details = None, {}
+    if batch_budgets:
+        stages.start("batch", "batch budgets: allocation, per-query lambdas, static mix")
+        batch, batch_details = batch_budget_comparison(
+            preds, folds, X, Y, T, L, strategies, router,
+            budgets=batch_budgets, grids={"tokens": grid_t, "latency": grid_l},
+            encoder=fold_encoder, inner_cv=batch_inner_cv, n_boot=n_boot,
+            random_state=random_state)
+        stages.done()
+
     config = {
         "source": source,
         "test_size": test_size,
@@ -184,13 +214,15 @@ def evaluate(runs, *, test_size=0.25, random_state=0, encoder=None, router=None,
         "train_query_ids": [str(q) for q in qids[folds[0][0]]] if cv is None else None,
         "test_query_ids": [str(q) for q in qids[te]],
         "folds": None if cv is None else [[str(q) for q in qids[f[1]]] for f in folds],
+        **({"batch_budgets": batch_budgets, "batch_inner_cv": batch_inner_cv}
+           if batch_budgets else {}),
         "versions": package_versions(["scikit-learn", "numpy", "pandas"]),
     }
     report = EvaluationReport(
         strategies=strategies, n_train=len(folds[0][0]), n_test=len(te), static=static,
         adaptive=adaptive, oracle=oracle, mix=mix,
         gap_closed=pd.DataFrame(gap_rows), auc=auc, frontier_check=check, config=config,
-        timings=stages.timings,
+        timings=stages.timings, batch=batch, batch_details=batch_details,
         fitted_encoder=encoder, fitted_router=router,
     )
     report.timings["total"] = round(time.perf_counter() - stages.t0, 3)
@@ -263,6 +295,32 @@ def _folds(summary, test_size, cv, random_state):
             f"queries."
         )
     return [(idx.get_indexer(train_ids), idx.get_indexer(test_ids))]
+
+
+def _batch_budgets(value, T, L):
+    """``{"tokens": [...], "latency": [...]}`` from evaluate's ``batch_budgets``."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        if value != "auto":
+            raise ValueError(f"batch_budgets must be 'auto', a list of mean-token budgets or a "
+                             f"dict, got {value!r}.")
+        value = {"tokens": "auto", "latency": "auto"}
+    elif not isinstance(value, dict):
+        value = {"tokens": value}
+    out = {}
+    for axis, v in value.items():
+        if axis not in COST_AXES:
+            raise ValueError(f"batch_budgets keys are 'tokens' and 'latency', got {axis!r}.")
+        C = T if axis == "tokens" else L
+        if isinstance(v, str) and v == "auto":
+            out[axis] = auto_batch_budgets(C.mean(axis=0)).tolist()
+            continue
+        b = np.atleast_1d(np.asarray(v, dtype=float)).ravel()
+        if b.size == 0 or not np.all(np.isfinite(b)) or (b <= 0).any():
+            raise ValueError(f"batch budgets ({axis}) must be finite and > 0, got {v!r}.")
+        out[axis] = sorted(b.tolist())
+    return out
 
 
 def _grid(values, costs, what):

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..frontier import upper_envelope
 
-__all__ = ["FrontierDisplay", "StrategyMixDisplay", "COST_AXES"]
+__all__ = ["FrontierDisplay", "StrategyMixDisplay", "BatchBudgetDisplay", "COST_AXES"]
 
 #: Cost axis -> column of the static, adaptive and oracle tables of a report.
 COST_AXES = {"tokens": "mean_tokens", "latency": "mean_latency_s"}
@@ -194,6 +194,68 @@ class StrategyMixDisplay:
             ax_.set_title(f"Strategy mix as lambda_{sweep} grows")
             ax_.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
         if new:
+            fig.tight_layout()
+        self.axes_, self.figure_ = axes, axes[0].figure
+        return self
+
+
+class BatchBudgetDisplay:
+    """Realised accuracy at each batch budget: allocation, per-query lambda, static mix.
+
+    One panel per cost axis; error bars are the table's 90% bootstrap intervals.
+
+    Parameters
+    ----------
+    table : DataFrame
+        :attr:`EvaluationReport.batch`: ``axis``, ``budget``, ``method``, ``accuracy``,
+        ``accuracy_lo``, ``accuracy_hi``.
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    axes_ : list of matplotlib Axes
+    """
+
+    def __init__(self, table):
+        self.table = table
+
+    @classmethod
+    def from_report(cls, report):
+        """The batch table of an :class:`~ttcrouter.evaluation.EvaluationReport`."""
+        if report.batch is None:
+            raise ValueError("The report has no batch budgets (evaluate(batch_budgets=...)).")
+        return cls(report.batch)
+
+    def plot(self, ax=None):
+        """Draw one panel per cost axis on ``ax`` (a sequence of Axes), or on a new figure.
+
+        Returns
+        -------
+        self : BatchBudgetDisplay
+        """
+        axes_names = list(dict.fromkeys(self.table["axis"]))
+        if ax is None:
+            fig, axes = _new_axes((6.4, 3.4 * len(axes_names) + 0.4), n_rows=len(axes_names))
+        else:
+            axes, fig = list(np.atleast_1d(ax)), None
+            if len(axes) != len(axes_names):
+                raise ValueError(f"ax holds {len(axes)} Axes for {len(axes_names)} cost axes.")
+        for ax_, name in zip(axes, axes_names):
+            t = self.table[self.table["axis"] == name]
+            for k, (method, g) in enumerate(t.groupby("method", sort=False)):
+                g = g.dropna(subset=["accuracy"])
+                x = g["budget"].to_numpy() * (1 + 0.02 * (k - 1))  # side by side
+                err = None
+                if "accuracy_lo" in g and g["accuracy_lo"].notna().all():
+                    err = [g["accuracy"] - g["accuracy_lo"], g["accuracy_hi"] - g["accuracy"]]
+                ax_.errorbar(x, g["accuracy"], yerr=err, marker="o", ms=4, capsize=2,
+                             label=method)
+            ax_.set_xscale("log")
+            ax_.set_xlabel(f"batch budget, {_XLABELS[name]}")
+            ax_.set_ylabel("realised accuracy")
+            ax_.set_title(f"Spending a mean {name} budget across each test fold")
+            ax_.legend(fontsize=7.5, loc="best")
+        if fig is not None:
             fig.tight_layout()
         self.axes_, self.figure_ = axes, axes[0].figure
         return self

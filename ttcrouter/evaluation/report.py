@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from .._version import __version__
-from .plots import COST_AXES, FrontierDisplay, StrategyMixDisplay
+from .batch import batch_markdown, batch_summary_lines
+from .plots import BatchBudgetDisplay, COST_AXES, FrontierDisplay, StrategyMixDisplay
 
 __all__ = ["EvaluationReport", "SWEEPS"]
 
@@ -63,6 +64,11 @@ class EvaluationReport:
         Seconds per stage.
     files : dict
         Paths written by :meth:`save` (empty until then).
+    batch : DataFrame or None
+        With ``batch_budgets``: allocation, per-query lambdas and the static mix at each
+        batch budget (:func:`ttcrouter.evaluation.batch.batch_budget_comparison`).
+    batch_details : dict
+        The per-fold prices and static mixes behind ``batch``.
     fitted_encoder, fitted_router : estimator
         The encoder and router fitted on the training queries (not saved in the report).
     """
@@ -80,6 +86,8 @@ class EvaluationReport:
     config: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
     files: dict = field(default_factory=dict)
+    batch: pd.DataFrame | None = None
+    batch_details: dict = field(default_factory=dict)
     fitted_encoder: object = field(default=None, repr=False)
     fitted_router: object = field(default=None, repr=False)
 
@@ -109,6 +117,9 @@ class EvaluationReport:
             "frontier_check": _jsonable(self.frontier_check),
             "config": _jsonable(self.config),
             "timings": _jsonable(self.timings),
+            **({} if self.batch is None else {
+                "batch_budgets": records(self.batch),
+                "batch_details": _jsonable(self.batch_details)}),
         }
 
     def summary(self) -> str:
@@ -142,6 +153,8 @@ class EvaluationReport:
             verdict = "yes" if c["at_or_above_everywhere"] else f"no ({_shortfall_text(c)})"
             lines.append(f"  router at or above the static frontier at every {axis} budget: "
                          f"{verdict}")
+        if self.batch is not None:
+            lines += batch_summary_lines(self.batch)
         return "\n".join(lines)
 
     def to_markdown(self) -> str:
@@ -166,6 +179,10 @@ class EvaluationReport:
         path = out / "strategy_mix.png"
         StrategyMixDisplay.from_report(self).plot().figure_.savefig(path)
         self.files["strategy_mix"] = str(path)
+        if self.batch is not None:
+            path = out / "batch_budgets.png"
+            BatchBudgetDisplay.from_report(self).plot().figure_.savefig(path)
+            self.files["batch_budgets"] = str(path)
         metrics = out / "metrics.json"
         metrics.write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False,
                                       default=str) + "\n")
@@ -307,6 +324,8 @@ def _markdown(rep: EvaluationReport) -> str:
             _md_table(per_budget, floatfmt=".4g"),
             "",
         ]
+    if rep.batch is not None:
+        parts += batch_markdown(rep.batch, rep.config)
     parts += [
         "## Static strategies",
         "",
