@@ -94,6 +94,14 @@ def test_budget_no_strategy_meets(runs_file, tmp_path, capsys):
     assert not (tmp_path / "r.joblib").exists()
 
 
+def _exit_code(argv) -> int:
+    """main's exit code; a bad value exits from argparse (usage and error on stderr)."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return exc.code
+
+
 def test_missing_runs_file(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "nope.parquet")]) == 2
     assert "No runs table" in capsys.readouterr().err
@@ -280,12 +288,13 @@ def test_help_and_usage_errors_do_not_import_the_estimators():
 
 def test_messages_go_to_stderr_and_verbosity(runs_file, tmp_path, capsys):
     out = tmp_path / "r.joblib"
-    assert main(["-q", "fit", str(runs_file), "--out", str(out), "--max-mean-latency",
-                 "-1"]) == 2
+    assert main(["-q", "fit", str(runs_file), "--out", str(out), "--lambda-tokens", "0.1",
+                 "--max-mean-latency", "1"]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""  # errors are not results
-    assert captured.err.strip() == ("ttcrouter: error: --max-mean-latency == -1.0, must be "
-                                    "> 0.")
+    assert captured.err.strip() == (
+        "ttcrouter: error: Give either fixed lambdas (--lambda-tokens/--lambda-latency) or a "
+        "budget (--max-mean-latency/--max-mean-tokens), not both.")
     import logging
 
     assert logging.getLogger("ttcrouter").level == logging.WARNING
@@ -395,7 +404,7 @@ def test_route_only_with_a_latency_budget(text_router_file, tmp_path, capsys):
 ])
 def test_route_budget_flags_are_checked_before_loading(flags, message, tmp_path, capsys):
     # the router file does not exist: the flags fail first
-    rc = main(["route", "--router", str(tmp_path / "missing.joblib"), *flags, "q"])
+    rc = _exit_code(["route", "--router", str(tmp_path / "missing.joblib"), *flags, "q"])
     err = capsys.readouterr().err
     assert rc == 2 and message in err and "Traceback" not in err
 
@@ -416,7 +425,8 @@ def test_route_infeasible_budget_is_a_usage_error(text_router_file, capsys):
     (["--calibrate-on", "Q", "--target-mean-tokens", "100", "--max-mean-tokens", "300"],
      "not both"),
     (["--calibrate-on", "Q", "--target-mean-latency", "-1"], "--target-mean-latency"),
-    (["--calibrate-on", "missing.jsonl", "--target-mean-tokens", "100"], "No questions file"),
+    (["--calibrate-on", "missing.jsonl", "--target-mean-tokens", "100"],
+     "No questions file (--calibrate-on) at"),
 ])
 def test_fit_calibrate_on_usage_errors(flags, message, tmp_path, capsys):
     qfile = tmp_path / "q.txt"
@@ -424,8 +434,8 @@ def test_fit_calibrate_on_usage_errors(flags, message, tmp_path, capsys):
     flags = [str(qfile) if f == "Q" else str(tmp_path / f) if f == "missing.jsonl" else f
              for f in flags]
     # the runs file does not exist: the calibration flags fail before it is read
-    rc = main(["fit", str(tmp_path / "no-runs.parquet"), "--out", str(tmp_path / "r.joblib"),
-               *flags])
+    rc = _exit_code(["fit", str(tmp_path / "no-runs.parquet"), "--out",
+                     str(tmp_path / "r.joblib"), *flags])
     err = capsys.readouterr().err
     assert rc == 2 and message in err, err
 

@@ -13,7 +13,7 @@ import pytest
 
 from ttcrouter.collection import (COLUMNS, CollectionConfigError, CollectionStore, collect,
                                   derive_pooled, export_collection, load_collection)
-from ttcrouter.collection.collect import split_strategy_names
+from ttcrouter.strategies import split_strategy_names
 from ttcrouter.collection.latency import fit_latency_model, latency_models, predict_latency
 from ttcrouter.collection.store import config_diff
 from ttcrouter.datasets import arithmetic

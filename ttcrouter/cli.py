@@ -26,6 +26,8 @@ import sys
 from importlib import import_module
 
 from ._version import __version__
+from .arguments import (check_command, dataset_spec, nonnegative_float,
+                        positive_float, positive_int, share, strategy_names)
 from .lifetime import exit_cleanly_on_sigterm
 from .models import SHIPPED_RUNS, shipped_runs_path
 
@@ -126,34 +128,34 @@ cmd_collect = _command("cmd_collect")
 # ---------------------------------------------------------------------------------------
 
 def _add_collect_arguments(p):
-    p.add_argument("dataset", help="'arithmetic:N', 'gsm:N' or a JSONL file "
+    p.add_argument("dataset", type=dataset_spec, help="'arithmetic:N', 'gsm:N' or a JSONL file "
                    "(GSM8K, NuminaMath-CoT or {question, gold} records)")
-    p.add_argument("--strategies", default="default",
+    p.add_argument("--strategies", type=strategy_names, default="default",
                    help="comma list of strategy names, or 'default' (17 strategies)")
-    p.add_argument("--repeats", type=int, default=4)
+    p.add_argument("--repeats", type=positive_int, default=4)
     p.add_argument("--backend", choices=("vllm", "openai", "transformers"), default="vllm")
     p.add_argument("--model", default=None,
                    help="model path or name (default: the embedded SmolLM2-135M)")
     p.add_argument("--base-url", action="append", default=None,
                    help="OpenAI-compatible server URL (repeatable)")
     p.add_argument("--out", required=True, help="output directory (resumable)")
-    p.add_argument("--pool-size", type=int, default=None)
-    p.add_argument("--chunk-size", type=int, default=32)
+    p.add_argument("--pool-size", type=positive_int, default=None)
+    p.add_argument("--chunk-size", type=positive_int, default=32)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--max-tokens", type=int, default=128)
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--max-steps", type=int, default=None,
+    p.add_argument("--max-tokens", type=positive_int, default=128)
+    p.add_argument("--temperature", type=nonnegative_float, default=0.7)
+    p.add_argument("--max-steps", type=positive_int, default=None,
                    help="beam search step limit of the executor")
-    p.add_argument("--step-max-tokens", type=int, default=None,
+    p.add_argument("--step-max-tokens", type=positive_int, default=None,
                    help="tokens per beam search step")
     p.add_argument("--latency", choices=("calibrate", "isolated"), default="calibrate")
-    p.add_argument("--calibration-queries", type=int, default=4)
+    p.add_argument("--calibration-queries", type=positive_int, default=4)
     p.add_argument("--recalibrate-latency", action="store_true",
                    help="time a new latency calibration (e.g. on a quiet machine); it sets "
                    "the latency of every calibrated row, earlier ones included")
     p.add_argument("--eager", action="store_true",
                    help="vLLM: skip graph compilation (faster start, slower run)")
-    p.add_argument("--kv-cache-gb", type=int, default=None)
+    p.add_argument("--kv-cache-gb", type=positive_int, default=None)
     p.add_argument("--export", default=None,
                    help="also write the whole table to this .parquet/.jsonl file")
     p.add_argument("--no-progress", action="store_true")
@@ -183,7 +185,7 @@ def _add_encoder(p, demo=False):
 
 
 def _add_strategies(p):
-    p.add_argument("--strategies", default=None, metavar="NAMES",
+    p.add_argument("--strategies", type=strategy_names, default=None, metavar="NAMES",
                    help="comma-separated strategy names to route among (default: all in the "
                         "runs table); queries lacking a run of one of them are left out")
 
@@ -191,7 +193,7 @@ def _add_strategies(p):
 def _add_split(p, default_report, demo=False):
     p.add_argument("--report", default=default_report, metavar="DIR",
                    help=f"report directory (default: {default_report})")
-    p.add_argument("--test-size", type=float, default=0.25,
+    p.add_argument("--test-size", type=share, default=0.25,
                    help="share of queries held out for testing when --cv is 0 or not given "
                         "(default: 0.25)")
     p.add_argument("--seed", type=int, default=0, help="seed of the query split (default: 0)")
@@ -265,22 +267,22 @@ def build_parser() -> argparse.ArgumentParser:
                                    "a runs table, with fixed lambdas or to a mean-cost budget.")
     p.add_argument("runs", help="runs table (.parquet or .jsonl)")
     p.add_argument("--out", default="router.joblib", help="router file (default: router.joblib)")
-    p.add_argument("--lambda-tokens", type=float, default=None,
+    p.add_argument("--lambda-tokens", type=nonnegative_float, default=None,
                    help="price of one generated token, in accuracy units (default: 0)")
-    p.add_argument("--lambda-latency", type=float, default=None,
+    p.add_argument("--lambda-latency", type=nonnegative_float, default=None,
                    help="price of one second of latency, in accuracy units (default: 0)")
-    p.add_argument("--max-mean-latency", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--max-mean-latency", type=positive_float, default=None, metavar="SECONDS",
                    help="instead of lambdas: most accurate router with mean latency <= SECONDS")
-    p.add_argument("--max-mean-tokens", type=float, default=None, metavar="TOKENS",
+    p.add_argument("--max-mean-tokens", type=positive_float, default=None, metavar="TOKENS",
                    help="instead of lambdas: most accurate router with mean tokens <= TOKENS")
     p.add_argument("--seed", type=int, default=0, help="seed of the tuning folds (default: 0)")
     p.add_argument("--calibrate-on", default=None, metavar="QUERIES",
                    help="after fitting, set the lambda so that the router's predicted mean "
                         "cost on these unlabelled questions (one per line, or JSONL with a "
                         "\"question\" field) meets --target-mean-tokens/--target-mean-latency")
-    p.add_argument("--target-mean-tokens", type=float, default=None, metavar="TOKENS",
+    p.add_argument("--target-mean-tokens", type=positive_float, default=None, metavar="TOKENS",
                    help="with --calibrate-on: target mean predicted tokens per question")
-    p.add_argument("--target-mean-latency", type=float, default=None, metavar="SECONDS",
+    p.add_argument("--target-mean-latency", type=positive_float, default=None, metavar="SECONDS",
                    help="with --calibrate-on: target mean predicted latency per question")
     _add_encoder(p)
     _add_strategies(p)
@@ -320,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-url", action="append", default=None, metavar="URL",
                    help="OpenAI-compatible server URL for --backend openai (repeat for a "
                         "fleet of servers)")
-    p.add_argument("--max-tokens", type=int, default=None,
+    p.add_argument("--max-tokens", type=positive_int, default=None,
                    help="most tokens per generated solution")
     p.add_argument("--route-only", action="store_true",
                    help="print the chosen strategy without running it")
@@ -328,18 +330,18 @@ def build_parser() -> argparse.ArgumentParser:
         "batch budget", "spend one budget across all the questions: the router allocates "
         "(the best total predicted accuracy whose predicted cost fits), then runs them and "
         "prints a summary record (budget, predicted and realised totals, realised/budget)")
-    b.add_argument("--max-total-tokens", type=float, default=None, metavar="N",
+    b.add_argument("--max-total-tokens", type=positive_float, default=None, metavar="N",
                    help="predicted generated tokens of the whole batch <= N")
-    b.add_argument("--max-mean-tokens", type=float, default=None, metavar="N",
+    b.add_argument("--max-mean-tokens", type=positive_float, default=None, metavar="N",
                    help="predicted generated tokens per question on average <= N")
-    b.add_argument("--max-total-latency", type=float, default=None, metavar="SECONDS",
+    b.add_argument("--max-total-latency", type=positive_float, default=None, metavar="SECONDS",
                    help="predicted wall clock of the batch <= SECONDS (sequential, or "
                         "--concurrency K requests at once)")
-    b.add_argument("--max-mean-latency", type=float, default=None, metavar="SECONDS",
+    b.add_argument("--max-mean-latency", type=positive_float, default=None, metavar="SECONDS",
                    help="sequential execution: predicted latency per question on average")
-    b.add_argument("--max-query-latency", type=float, default=None, metavar="SECONDS",
+    b.add_argument("--max-query-latency", type=positive_float, default=None, metavar="SECONDS",
                    help="per-question cap: strategies predicted slower are not considered")
-    b.add_argument("--concurrency", type=int, default=None, metavar="K",
+    b.add_argument("--concurrency", type=positive_int, default=None, metavar="K",
                    help="execution model of --max-total-latency: K requests at once")
     p.add_argument("--json", action="store_true",
                    help="one JSON object per line on stdout, nothing else (logs go to stderr)")
@@ -354,12 +356,13 @@ def main(argv=None) -> int:
     """Run the command line; returns the exit code."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # a bad value: argparse prints the usage, exits 2
     configure_logging(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     if getattr(args, "func", None) is None:
         parser.print_help(sys.stderr)
         return 2
     try:
+        check_command(args)  # before any model loads: a usage error costs milliseconds
         with exit_cleanly_on_sigterm():  # SIGTERM: close the engine, exit 143
             return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -32,6 +32,7 @@ from .probe import ProbeClassifier
 from .router import UtilityRouter
 from .runs import aggregate_runs, read_runs, strategy_sort_key, validate_runs
 from .serving import RoutedExecutor
+from .strategies import split_strategy_names
 from .synthetic import make_synthetic_runs
 from .tuning import UtilityRouterCV
 
@@ -64,16 +65,11 @@ def _load_runs(path):
     return load_runs(p)
 
 
-def _split_names(text: str) -> list:
-    """Split 'a@n=1,beam_search@n=4,w=2' at the commas that start a new strategy name."""
-    return re.split(r",(?=\s*[a-z_]+@)", text)
-
-
 def _aggregate(runs, args):
     """Soft labels and costs, over the strategies named by --strategies (default: all)."""
     names = None
     if getattr(args, "strategies", None):
-        names = [n.strip() for n in _split_names(args.strategies) if n.strip()]
+        names = split_strategy_names(args.strategies)
     summary = aggregate_runs(runs, strategies=names)
     n_all = runs["query_id"].nunique()
     if len(summary) < n_all:
@@ -156,8 +152,6 @@ def _budget(summary, args) -> dict:
     for what, value in (("latency", args.max_mean_latency), ("tokens", args.max_mean_tokens)):
         if value is None:
             continue
-        check_scalar(value, f"--max-mean-{what}", numbers.Real, min_val=0,
-                     include_boundaries="neither")
         name, cost = _cheapest(summary, what)
         if cost > value:
             unit = " s" if what == "latency" else " tokens"
@@ -167,9 +161,6 @@ def _budget(summary, args) -> dict:
                 f"cheaper strategies."
             )
         budget[f"max_mean_{what}"] = float(value)
-    if budget and (args.lambda_tokens or args.lambda_latency):
-        raise CLIError("Give either fixed lambdas (--lambda-tokens/--lambda-latency) or a "
-                       "budget (--max-mean-latency/--max-mean-tokens), not both.")
     return budget
 
 
@@ -198,28 +189,15 @@ def _fit_router(runs, args):
 
 
 def _calibration(args):
-    """(questions, targets) of --calibrate-on, checked before anything loads; or None."""
+    """(questions, targets) of --calibrate-on, read before anything loads; or None.
+
+    The flags were checked by :func:`ttcrouter.arguments.check_command`.
+    """
+    if args.calibrate_on is None:
+        return None
     targets = {f"target_mean_{w}": v for w, v in (("tokens", args.target_mean_tokens),
                                                    ("latency", args.target_mean_latency))
                if v is not None}
-    if args.calibrate_on is None:
-        if targets:
-            raise CLIError("--target-mean-tokens/--target-mean-latency need --calibrate-on "
-                           "QUERIES (the unlabelled questions the target is met on).")
-        return None
-    if not targets:
-        raise CLIError("--calibrate-on needs --target-mean-tokens and/or "
-                       "--target-mean-latency.")
-    if args.lambda_tokens is not None or args.lambda_latency is not None:
-        raise CLIError("--calibrate-on sets the lambdas: give it without --lambda-tokens/"
-                       "--lambda-latency.")
-    if args.max_mean_tokens is not None or args.max_mean_latency is not None:
-        raise CLIError("Give either --calibrate-on with --target-mean-* (a target on unlabelled "
-                       "questions) or --max-mean-tokens/--max-mean-latency (a budget on the "
-                       "training runs), not both.")
-    for name, v in targets.items():
-        check_scalar(v, "--" + name.replace("_", "-"), numbers.Real, min_val=0,
-                     include_boundaries="neither")
     questions, problems = read_questions(args.calibrate_on)
     for p in problems:
         logger.warning("skipped %s", p)
@@ -373,8 +351,6 @@ def cmd_route(args) -> int:
             logger.warning("skipped %s", p)
     if not questions:
         raise CLIError("No questions to route: give them as arguments or with --file.")
-    if args.backend == "openai" and not args.base_url:
-        raise CLIError("--backend openai needs --base-url (e.g. http://127.0.0.1:8000/v1).")
     exec_kw = {}
     if args.max_tokens is not None:
         exec_kw["max_tokens"] = check_scalar(args.max_tokens, "--max-tokens", numbers.Integral,

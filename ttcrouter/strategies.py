@@ -24,6 +24,7 @@ __all__ = [
     "METHODS",
     "parse_strategy",
     "as_strategy",
+    "split_strategy_names",
     "encode_strategies",
     "default_strategy_space",
 ]
@@ -216,6 +217,28 @@ def parse_strategy(name: str) -> Strategy:
     if "n" not in kwargs:
         raise ValueError(f"Strategy name {name!r} lacks n=...")
     return cls(**kwargs)
+
+
+def split_strategy_names(text: str) -> list[str]:
+    """Split a comma list of strategy names where beam names hold commas themselves.
+
+    ``"majority_vote@n=1, beam_search@n=8,w=4"`` -> ``["majority_vote@n=1",
+    "beam_search@n=8,w=4"]``: a piece without ``@`` continues the name before it.
+    """
+    names, current = [], ""
+    for piece in text.split(","):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if "@" in piece or not current:
+            if current:
+                names.append(current)
+            current = piece
+        else:
+            current += "," + piece
+    if current:
+        names.append(current)
+    return names
 
 
 def as_strategy(value) -> Strategy:

@@ -31,7 +31,7 @@ from .._version import __version__
 from ..datasets import as_queries, load_queries
 from ..executors.factory import make_executor
 from ..provenance import command_line, hardware_info, now, package_version
-from ..strategies import as_strategy, default_strategy_space
+from ..strategies import as_strategy, default_strategy_space, split_strategy_names
 from .latency import latency_feature, latency_models, latest_calibration
 from .rows import beam_chunk, isolated_rows, pooled_chunk, timed_execute
 from .store import CollectionStore, collection_config, load_collection
@@ -158,28 +158,6 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
         if tmp is not None:
             tmp.cleanup()
     return result
-
-
-def split_strategy_names(text: str) -> list[str]:
-    """Split a comma list of strategy names where beam names hold commas themselves.
-
-    ``"majority_vote@n=1, beam_search@n=8,w=4"`` -> ``["majority_vote@n=1",
-    "beam_search@n=8,w=4"]``: a piece without ``@`` continues the name before it.
-    """
-    names, current = [], ""
-    for piece in text.split(","):
-        piece = piece.strip()
-        if not piece:
-            continue
-        if "@" in piece or not current:
-            if current:
-                names.append(current)
-            current = piece
-        else:
-            current += "," + piece
-    if current:
-        names.append(current)
-    return names
 
 
 def _resolve_strategies(strategies) -> list:
