@@ -12,8 +12,8 @@ Q_MUL = "What is 6 times 7?"
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        ({"n": 0}, "n must be"),
-        ({"max_tokens": 0}, "max_tokens must be"),
+        ({"n": 0}, r"n == 0, must be >= 1"),
+        ({"max_tokens": 0}, r"max_tokens == 0, must be >= 1"),
         ({"temperature": -1.0}, "temperature"),
         ({"top_p": 0.0}, "top_p"),
         ({"stop": [""]}, "stop must be"),
@@ -153,7 +153,7 @@ def test_hf_bad_arguments_fail_before_load():
     from ttcrouter.executors.hf_backend import TransformersGenerator
 
     gen = TransformersGenerator()
-    with pytest.raises(ValueError, match="n must be"):
+    with pytest.raises(ValueError, match=r"n == 0, must be >= 1"):
         gen.generate([GenerationRequest("hi")], n=0)
     assert gen._model is None
 

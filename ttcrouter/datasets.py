@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .validation import check_int
+
 __all__ = [
     "ARITHMETIC_LEVELS",
     "arithmetic",
@@ -170,8 +172,7 @@ def arithmetic(n: int, seed: int = 0, levels=None) -> pd.DataFrame:
     ValueError
         On an unknown level, or when a level cannot yield that many distinct questions.
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    n = check_int(n, "n", min_val=1)
     if levels is None:
         weights = dict(ARITHMETIC_LEVELS)
     elif isinstance(levels, dict):
@@ -287,8 +288,7 @@ def gsm_symbolic(n: int, seed: int = 0) -> pd.DataFrame:
     """
     from random import Random
 
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}.")
+    n = check_int(n, "n", min_val=1)
     generators, tasks_ok = _load_gsm_generators()
     rng = Random(int(seed))
     rows, seen, tries = [], set(), 0

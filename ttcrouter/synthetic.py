@@ -21,6 +21,7 @@ import pandas as pd
 from sklearn.utils import Bunch, check_random_state
 
 from .strategies import as_strategy, default_strategy_space
+from .validation import check_int
 
 __all__ = ["make_synthetic_runs", "DIFFICULTIES"]
 
@@ -157,10 +158,8 @@ def make_synthetic_runs(n_queries=200, strategies=None, repeats=4, random_state=
         ``accuracy`` (DataFrame of latent accuracies, queries x strategies), ``tokens`` and
         ``latency`` (expected costs, same shape) and ``strategies`` (canonical names).
     """
-    if isinstance(n_queries, bool) or not isinstance(n_queries, (int, np.integer)) or n_queries < 1:
-        raise ValueError(f"n_queries must be a positive integer, got {n_queries!r}.")
-    if isinstance(repeats, bool) or not isinstance(repeats, (int, np.integer)) or repeats < 1:
-        raise ValueError(f"repeats must be a positive integer, got {repeats!r}.")
+    n_queries = check_int(n_queries, "n_queries", min_val=1)
+    repeats = check_int(repeats, "repeats", min_val=1)
     weights = np.asarray(difficulty_weights, dtype=float)
     if weights.shape != (3,) or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(

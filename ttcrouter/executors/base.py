@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from ..models import EMBEDDED_GENERATOR_NAME
+from ..validation import check_int
 
 __all__ = [
     "GenerationRequest",
@@ -206,10 +207,8 @@ def check_requests(requests) -> list[GenerationRequest]:
 
 def check_sampling(n, temperature, top_p, max_tokens, stop) -> list[str]:
     """Validate sampling arguments shared by all backends; return the stop strings as a list."""
-    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ValueError(f"n must be a positive integer, got {n!r}.")
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise ValueError(f"max_tokens must be a positive integer, got {max_tokens!r}.")
+    check_int(n, "n", min_val=1)
+    check_int(max_tokens, "max_tokens", min_val=1)
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}.")
     if not 0 < top_p <= 1:

@@ -9,12 +9,24 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
+
 from ..models import resolve_model
-from .base import DEFAULT_SYSTEM_PROMPT, Completion, Generator, chat_messages, render_prompt
+from .base import (
+    DEFAULT_SYSTEM_PROMPT,
+    Completion,
+    Generator,
+    chat_messages,
+    render_prompt,
+)
 
 __all__ = ["OpenAIGenerator"]
 
@@ -160,20 +172,13 @@ class OpenAIGenerator(Generator):
         import httpx
 
         tried = []
-        last = None
-        for attempt in range(int(self.max_retries) + 1):
-            if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+
+        def attempt() -> dict:
             url = self._next_url() + path
             tried.append(url)
-            try:
-                resp = self.client.request(method, url, json=body)
-            except (httpx.TransportError,) as exc:  # connect/read errors and timeouts
-                last = exc
-                continue
+            resp = self.client.request(method, url, json=body)  # TransportError: retried
             if resp.status_code in _RETRY_STATUS:
-                last = _RetryableError(f"HTTP {resp.status_code}: {resp.text[:300]}")
-                continue
+                raise _RetryableError(f"HTTP {resp.status_code}: {resp.text[:300]}")
             if resp.status_code >= 400:
                 try:
                     detail = resp.json()
@@ -184,16 +189,27 @@ class OpenAIGenerator(Generator):
                     detail = resp.text[:500]
                 raise ValueError(f"{url} answered HTTP {resp.status_code}: {detail}")
             return resp.json()
-        where = ", ".join(dict.fromkeys(tried))
-        if isinstance(last, _RetryableError):
+
+        retrying = Retrying(
+            stop=stop_after_attempt(int(self.max_retries) + 1),
+            wait=wait_exponential(multiplier=self.backoff, exp_base=2, min=0),
+            retry=retry_if_exception_type((httpx.TransportError, _RetryableError)),
+            reraise=True,
+        )
+        try:
+            return retrying(attempt)
+        except _RetryableError as last:
+            where = ", ".join(dict.fromkeys(tried))
             raise ConnectionError(
                 f"Server error after {len(tried)} attempts ({where}): {last}"
             ) from None
-        raise ConnectionError(
-            f"Cannot reach the OpenAI-compatible server at {where} after {len(tried)} attempts "
-            f"({type(last).__name__}: {last}). Is it running, and is the URL right "
-            "(e.g. 'http://127.0.0.1:8000/v1')?"
-        ) from last
+        except httpx.TransportError as last:
+            where = ", ".join(dict.fromkeys(tried))
+            raise ConnectionError(
+                f"Cannot reach the OpenAI-compatible server at {where} after {len(tried)} "
+                f"attempts ({type(last).__name__}: {last}). Is it running, and is the URL "
+                "right (e.g. 'http://127.0.0.1:8000/v1')?"
+            ) from last
 
     @property
     def model_name(self) -> str:

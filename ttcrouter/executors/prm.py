@@ -14,6 +14,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..validation import check_int
 from .scoring import ScoreResult, StepScorer, check_solutions
 from .vllm_backend import shutdown_engine
 
@@ -194,8 +195,7 @@ class QwenMathPRM(ProcessRewardModel):
             AutoTokenizer,
         )
 
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}.")
+        check_int(self.batch_size, "batch_size", min_val=1)
         device = self.device
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
