@@ -68,6 +68,10 @@ FAMILY = textwrap.dedent('''
 def _env():
     env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop(MARKER_ENV, None)
+    # an in-process `main(["-q", ...])` of another test set vLLM's level in this process;
+    # the tests read vLLM's info lines ("init engine")
+    for key in [k for k in env if k.startswith("VLLM_LOGGING")]:
+        del env[key]
     return env
 
 
