@@ -68,6 +68,9 @@ _EXPORTS = {
     "RoutedExecutor": "serving",
     "save_router": "serving",
     "load_router": "serving",
+    # OpenAI-compatible server (ttcrouter serve)
+    "ServerConfig": "server",
+    "create_app": "server",
 }
 
 __all__ = ["__version__", *_EXPORTS]

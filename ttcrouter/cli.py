@@ -1,4 +1,4 @@
-"""Command line: ``ttcrouter collect | fit | evaluate | demo | route``.
+"""Command line: ``ttcrouter collect | fit | evaluate | demo | route | serve``.
 
 User errors (a missing file, a bad runs table, an unmeetable budget, an incompatible router
 file) print one line ``ttcrouter: error: ...`` on stderr and exit with code 2.
@@ -377,6 +377,34 @@ def _print_result(rec: dict, as_json: bool) -> None:
 
 
 # ---------------------------------------------------------------------------------------
+# serve
+# ---------------------------------------------------------------------------------------
+
+def cmd_serve(args) -> int:
+    import logging
+
+    from .server.app import ServerConfig
+    from .server.launcher import run_server
+
+    if not Path(args.router).is_file():
+        raise CLIError(f"No router file at {args.router!r}; make one with `ttcrouter fit`.")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="[ttcrouter] %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(
+        router=args.router, upstreams=list(args.upstream or []), model=args.model,
+        upstream_model=args.upstream_model, api_key=args.api_key or os.environ.get(
+            "TTCROUTER_API_KEY") or None, max_concurrency=args.max_concurrency,
+        request_timeout_s=args.timeout, max_tokens=args.max_tokens,
+        temperature=args.temperature, batch_window_ms=args.batch_window_ms,
+        cooldown_s=args.cooldown, max_model_len=args.max_model_len, seed=args.seed,
+        kv_cache_space_gb=args.kv_cache_space)
+    _info(f"serving {args.router} on http://{args.host}:{args.port}/v1 "
+          f"({'upstreams ' + ', '.join(config.upstreams) if config.upstreams else 'embedded model on vLLM'})")
+    return run_server(config, host=args.host, port=args.port,
+                      ready_message=lambda url: _info(f"ready: {url}"))
+
+
+# ---------------------------------------------------------------------------------------
 # collect
 # ---------------------------------------------------------------------------------------
 
@@ -503,6 +531,43 @@ def build_parser() -> argparse.ArgumentParser:
                    help="print the chosen strategy without running it")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
     p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible server that routes each request",
+                       description="Serve POST /v1/chat/completions and /v1/completions: route "
+                                   "each request with the router, run the chosen strategy on "
+                                   "the embedded model (vLLM async engine) or on --upstream "
+                                   "servers, answer in OpenAI's shape with a `ttc` block.")
+    p.add_argument("--router", required=True, help="router file from `ttcrouter fit`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--upstream", action="append", default=None, metavar="URL",
+                   help="OpenAI-compatible server to generate on instead of the embedded "
+                        "model; repeat for a fleet (requests go to the least busy one)")
+    p.add_argument("--upstream-model", default=None,
+                   help="model name on the upstreams (default: ask each server)")
+    p.add_argument("--model", default=None,
+                   help="model of the embedded engine (default: the embedded SmolLM2-135M)")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' (default: $TTCROUTER_API_KEY)")
+    p.add_argument("--max-concurrency", type=int, default=32,
+                   help="strategies running at once; more requests queue (default: 32)")
+    p.add_argument("--timeout", type=float, default=600.0, metavar="SECONDS",
+                   help="deadline of a request unless its ttc.timeout_s says (default: 600)")
+    p.add_argument("--max-tokens", type=int, default=256,
+                   help="token limit of one candidate unless the request says (default: 256)")
+    p.add_argument("--temperature", type=float, default=0.7,
+                   help="sampling temperature unless the request says (default: 0.7)")
+    p.add_argument("--batch-window-ms", type=float, default=3.0,
+                   help="how long routing waits to batch concurrent requests (default: 3)")
+    p.add_argument("--cooldown", type=float, default=10.0, metavar="SECONDS",
+                   help="how long a failed upstream is left out (default: 10)")
+    p.add_argument("--max-model-len", type=int, default=2048,
+                   help="context length of the embedded engine (default: 2048)")
+    p.add_argument("--kv-cache-space", type=int, default=None, metavar="GIB",
+                   help="KV cache of the embedded engine on CPU (default: "
+                        "$VLLM_CPU_KVCACHE_SPACE or 2)")
+    p.add_argument("--seed", type=int, default=0, help="engine seed (default: 0)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("collect", help="run strategies on queries into a runs table")
     from .collection import add_arguments

@@ -1,0 +1,127 @@
+"""Stand-ins and fixtures for the server tests: a small real router, a scripted generator,
+a real uvicorn server in a thread."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+import time
+
+import numpy as np
+
+from ttcrouter.executors.base import Completion, Generator
+
+#: Strategies of the small router of the fast tests (every method).
+SERVER_STRATEGIES = ["majority_vote@n=1", "majority_vote@n=4", "weighted_majority_vote@n=4",
+                     "best_of_n@n=4", "beam_search@n=4,w=2"]
+
+
+def text_features(texts):
+    """Cheap query features (no encoder): length, digits, difficulty words."""
+    rows = [[len(t) / 100.0, sum(ch.isdigit() for ch in t) / 10.0,
+             float("easy" in t.lower()), float("hard" in t.lower())] for t in texts]
+    return np.asarray(rows, dtype=np.float32)
+
+
+def small_router(lambda_tokens=1e-3):
+    """A real fitted Pipeline(features, UtilityRouter) on a small synthetic table."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from router_helpers import fast_probe
+    from ttcrouter.router import UtilityRouter
+    from ttcrouter.runs import aggregate_runs
+    from ttcrouter.synthetic import make_synthetic_runs
+
+    s = aggregate_runs(make_synthetic_runs(60, strategies=SERVER_STRATEGIES, repeats=2,
+                                           random_state=0))
+    pipe = Pipeline([("embed", FunctionTransformer(text_features)),
+                     ("router", UtilityRouter(probe=fast_probe(max_epochs=10),
+                                              lambda_tokens=lambda_tokens,
+                                              prune_dominated=False))])
+    pipe.fit(s.texts, s.Y, router__tokens=s.T, router__latency=s.L)
+    return pipe
+
+
+class ScriptedGenerator(Generator):
+    """A deterministic, thread-safe generator: sample k answers ``answers[k % len]``.
+
+    Beam-search steps (a stop string and no prefix) write one reasoning line first. A query
+    containing ``TOO LONG`` fails like a prompt over the context; ``fail`` makes every call
+    raise ConnectionError (a dead upstream).
+    """
+
+    backend = "scripted"
+
+    def __init__(self, answers=("15", "15", "14"), delay=0.0, fail=False):
+        self.answers = list(answers)
+        self.delay = delay
+        self.fail = fail
+        self.system_prompt = "Solve the problem."
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def generate(self, requests, *, n=1, temperature=0.7, top_p=1.0, max_tokens=256,
+                 stop=None, logprobs=False):
+        with self._lock:
+            self.calls += 1
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail:
+            raise ConnectionError("scripted upstream is down")
+        out = []
+        for i, r in enumerate(requests):
+            query = r.query if hasattr(r, "query") else str(r)
+            if "TOO LONG" in query:
+                raise ValueError(f"Request {i}: the prompt has 5000 tokens, which leaves no "
+                                 "room to generate within the model's context of 2048 tokens.")
+            comps = []
+            for k in range(n):
+                ans = self.answers[k % len(self.answers)]
+                if stop and not getattr(r, "prefix", ""):
+                    text, reason = "We add the numbers.", stop[0]
+                else:
+                    text, reason = f"So the result is {ans}.\nAnswer: {ans}", None
+                words = len(text.split())
+                tokens = min(words, max_tokens)
+                comps.append(Completion(
+                    text=text, tokens=tokens, prompt_tokens=20,
+                    finish_reason="stop", stop_reason=reason,
+                    logprobs=[-0.1 * (k + 1)] * tokens if logprobs else None))
+            out.append(comps)
+        return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_in_thread(app, timeout=60.0):
+    """Run ``app`` under the real (draining) uvicorn server on 127.0.0.1, in a thread.
+
+    Yields ``(server, base_url)``; the server is stopped on exit.
+    """
+    import uvicorn
+
+    from ttcrouter.server.launcher import DrainingServer
+
+    port = free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                            timeout_graceful_shutdown=30)
+    server = DrainingServer(config, app.state.ttc)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    t0 = time.monotonic()
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() - t0 > timeout:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.05)
+    try:
+        yield server, f"http://127.0.0.1:{port}/v1"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)

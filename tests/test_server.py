@@ -1,0 +1,408 @@
+"""Tests of ``ttcrouter serve`` (ttcrouter.server).
+
+Fast tests run the real app (real router, real StrategyExecutor) over a scripted generator,
+through FastAPI's TestClient or a real uvicorn server on 127.0.0.1 driven by the official
+``openai`` client. Slow tests (marked ``slow`` and ``vllm``) start ``ttcrouter serve`` on the
+embedded model, and two real upstream vLLM servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+
+import pytest
+
+from server_helpers import (SERVER_STRATEGIES, ScriptedGenerator, serve_in_thread,
+                            small_router)
+from ttcrouter.executors import StrategyExecutor
+from ttcrouter.server import MicroBatcher, ServerConfig, UpstreamPool, create_app
+from ttcrouter.server.context import UpstreamUnavailable
+
+fastapi = pytest.importorskip("fastapi")
+from fastapi.testclient import TestClient  # noqa: E402
+
+CHAT = "/v1/chat/completions"
+
+
+@pytest.fixture(scope="module")
+def router():
+    return small_router()
+
+
+def make_client(router, generator=None, **config):
+    app = create_app(ServerConfig(**config), router=router,
+                     generator=generator or ScriptedGenerator())
+    return TestClient(app)
+
+
+@pytest.fixture(scope="module")
+def client(router):
+    with make_client(router) as c:
+        yield c
+
+
+def ask(client, question="What is 7 + 8?", **body):
+    payload = {"model": "ttcrouter", "messages": [{"role": "user", "content": question}]}
+    payload.update(body)
+    return client.post(CHAT, json=payload)
+
+
+def assert_error(resp, status, code=None):
+    assert resp.status_code == status, resp.text
+    err = resp.json()["error"]
+    assert set(err) == {"message", "type", "param", "code"} and err["message"]
+    if code is not None:
+        assert err["code"] == code, err
+    return err
+
+
+# ---------------------------------------------------------------------------------------
+# answers
+# ---------------------------------------------------------------------------------------
+
+def test_chat_answer_usage_and_ttc(client, router):
+    resp = ask(client)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["object"] == "chat.completion"
+    msg = body["choices"][0]["message"]
+    assert msg["role"] == "assistant" and "Answer:" in msg["content"]
+    ttc = body["ttc"]
+    assert ttc["strategy"] in SERVER_STRATEGIES and not ttc["forced"]
+    assert 0 <= ttc["predicted_accuracy"] <= 1
+    for key in ("predicted_tokens", "predicted_latency_s", "measured_tokens",
+                "measured_latency_s", "route_s", "votes", "lambda_tokens"):
+        assert key in ttc
+    usage = body["usage"]
+    assert usage["completion_tokens"] == ttc["measured_tokens"] > 0
+    assert usage["total_tokens"] == usage["prompt_tokens"] + usage["completion_tokens"]
+    assert usage["reward_tokens"] == 0  # the log-probability scorer reads nothing
+    # the router's own choice at its own lambdas
+    assert ttc["strategy"] == router.predict(["What is 7 + 8?"])[0]
+
+
+@pytest.mark.parametrize("strategy", SERVER_STRATEGIES)
+def test_forced_strategy_matches_a_direct_execution(client, strategy):
+    q = "What is 7 + 8?"
+    resp = ask(client, q, model=f"ttcrouter:{strategy}")
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    direct = StrategyExecutor(ScriptedGenerator()).execute(strategy, q)
+    assert body["ttc"]["strategy"] == strategy and body["ttc"]["forced"]
+    assert body["choices"][0]["message"]["content"] == direct.text
+    assert body["ttc"]["answer"] == direct.answer == "15"
+    assert body["usage"]["completion_tokens"] == direct.tokens
+    assert body["usage"]["prompt_tokens"] == direct.prompt_tokens
+    n = int(strategy.split("n=")[1].split(",")[0])
+    if not strategy.startswith("beam"):
+        assert sum(body["ttc"]["votes"].values()) == n == body["ttc"]["candidates"]
+
+
+def test_ttc_strategy_field_and_lambdas(client, router):
+    resp = ask(client, ttc={"strategy": "best_of_n@n=4"})
+    assert resp.json()["ttc"]["strategy"] == "best_of_n@n=4"
+    # a huge price on tokens: the strategy with the fewest predicted tokens
+    resp = ask(client, ttc={"lambda_tokens": 10.0})
+    ttc = resp.json()["ttc"]
+    T, _ = router.steps[-1][1].predict_costs(router.steps[0][1].transform(["What is 7 + 8?"]))
+    assert ttc["lambda_tokens"] == 10.0
+    assert ttc["predicted_tokens"] == pytest.approx(T.min(), abs=0.01)
+
+
+def test_hard_budgets(client):
+    free = ask(client, ttc={"lambda_tokens": 0, "lambda_latency": 0}).json()["ttc"]
+    cap = free["predicted_tokens"] - 1
+    capped = ask(client, ttc={"lambda_tokens": 0, "max_tokens": cap}).json()["ttc"]
+    assert capped["predicted_tokens"] <= cap and capped["strategy"] != free["strategy"]
+    lat = ask(client, ttc={"max_latency_s": 1e-6})
+    err = assert_error(lat, 400, "budget_unmeetable")
+    assert "lowest predicted latency" in err["message"]
+
+
+def test_completions_endpoint(client):
+    resp = client.post("/v1/completions", json={"model": "ttcrouter:majority_vote@n=4",
+                                                "prompt": "What is 7 + 8?"})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert body["object"] == "text_completion" and "Answer: 15" in body["choices"][0]["text"]
+    assert body["ttc"]["votes"] == {"15": 3, "14": 1}
+
+
+def test_stream_sends_the_answer_then_ttc_then_done(client):
+    with client.stream("POST", CHAT, json={
+            "model": "ttcrouter:majority_vote@n=4", "stream": True,
+            "messages": [{"role": "user", "content": "What is 7 + 8?"}]}) as resp:
+        assert resp.status_code == 200
+        lines = [ln for ln in resp.iter_lines() if ln]
+    assert lines[-1] == "data: [DONE]"
+    chunks = [json.loads(ln[len("data: "):]) for ln in lines[:-1]]
+    assert len(chunks) == 2
+    assert "Answer: 15" in chunks[0]["choices"][0]["delta"]["content"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
+    assert chunks[-1]["ttc"]["strategy"] == "majority_vote@n=4"
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
+
+
+def test_models_health_metrics(client):
+    models = client.get("/v1/models").json()
+    ids = [m["id"] for m in models["data"]]
+    assert ids[0] == "ttcrouter" and f"ttcrouter:{SERVER_STRATEGIES[1]}" in ids
+    health = client.get("/health")
+    assert health.status_code == 200 and health.json()["status"] == "ok"
+    ask(client)
+    text = client.get("/metrics").text
+    for name in ("ttcrouter_requests_total", "ttcrouter_strategy_requests_total",
+                 "ttcrouter_tokens_total", "ttcrouter_request_latency_seconds_bucket",
+                 "ttcrouter_route_latency_seconds", "ttcrouter_in_flight"):
+        assert name in text
+    assert 'ttcrouter_tokens_total{kind="completion"}' in text
+
+
+# ---------------------------------------------------------------------------------------
+# errors: each answered in OpenAI's shape, and the server keeps serving
+# ---------------------------------------------------------------------------------------
+
+BAD_BODIES = [
+    (b"{not json", 400, "invalid_json"),
+    (b"[1, 2]", 400, "invalid_json"),
+    ({"messages": [{"role": "user", "content": "hi"}]}, 400, "missing_model"),
+    ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404,
+     "model_not_found"),
+    ({"model": "ttcrouter:magic@n=3", "messages": [{"role": "user", "content": "hi"}]}, 400,
+     "unknown_strategy"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "hi"}],
+      "ttc": {"strategy": "majority_vote@n=64"}}, 400, "unknown_strategy"),
+    ({"model": "ttcrouter", "messages": []}, 400, "invalid_type"),
+    ({"model": "ttcrouter", "messages": [{"role": "system", "content": "x"}]}, 400,
+     "no_user_message"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "   "}]}, 400,
+     "empty_prompt"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "x" * 9000}]}, 400,
+     "prompt_too_long"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "hi"}],
+      "ttc": {"lambda_tokens": -1}}, 400, "out_of_range"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "hi"}],
+      "ttc": {"max_latency_s": 0}}, 400, "out_of_range"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "hi"}],
+      "ttc": {"max_tokens": "many"}}, 400, "invalid_type"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "hi"}],
+      "ttc": {"budget": 3}}, 400, "unknown_field"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "hi"}],
+      "max_tokens": 10 ** 6}, 400, "out_of_range"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "hi"}],
+      "temperature": 9}, 400, "out_of_range"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "hi"}], "n": 3}, 400,
+     "unsupported_value"),
+    ({"model": "ttcrouter", "messages": [{"role": "user", "content": "TOO LONG"}]}, 400,
+     "context_length_exceeded"),
+]
+
+
+@pytest.mark.parametrize("body,status,code", BAD_BODIES)
+def test_bad_requests_are_answered_and_the_server_goes_on(client, body, status, code):
+    if isinstance(body, bytes):
+        resp = client.post(CHAT, content=body, headers={"content-type": "application/json"})
+    else:
+        resp = client.post(CHAT, json=body)
+    assert_error(resp, status, code)
+    assert ask(client).status_code == 200
+
+
+def test_unknown_route_and_method(client):
+    assert_error(client.get("/v1/nothing"), 404)
+    assert_error(client.get(CHAT), 405)
+
+
+def test_deadline_is_a_504_and_stops_further_calls(router):
+    gen = ScriptedGenerator(delay=0.4)
+    with make_client(router, gen) as c:
+        resp = ask(c, model="ttcrouter:beam_search@n=4,w=2", ttc={"timeout_s": 0.1})
+        assert_error(resp, 504, "deadline_exceeded")
+        time.sleep(0.6)
+        calls = gen.calls
+        time.sleep(0.5)
+        assert gen.calls == calls  # the beam search stopped at its next step
+        gen.delay = 0
+        assert ask(c).status_code == 200
+
+
+def test_api_key(router):
+    with make_client(router, api_key="sekret") as c:
+        assert_error(ask(c), 401, "invalid_api_key")
+        bad = c.post(CHAT, headers={"Authorization": "Bearer wrong"},
+                     json={"model": "ttcrouter", "messages": [{"role": "user", "content": "q"}]})
+        assert_error(bad, 401)
+        good = c.post(CHAT, headers={"Authorization": "Bearer sekret"},
+                      json={"model": "ttcrouter", "messages": [{"role": "user",
+                                                                "content": "What is 2+2?"}]})
+        assert good.status_code == 200
+        assert c.get("/health").status_code == 200  # health and metrics stay open
+
+
+def test_unreachable_upstreams_are_a_503(router):
+    # a real OpenAIGenerator on a port where nothing listens: connection refused
+    from server_helpers import free_port
+
+    pool = UpstreamPool([f"http://127.0.0.1:{free_port()}/v1"], model="m", cooldown_s=30)
+    with make_client(router, pool) as c:
+        err = assert_error(ask(c), 503, "upstream_unavailable")
+        assert "127.0.0.1" in err["message"]
+        assert_error(ask(c), 503)  # still answering
+        assert pool.status()[0]["failures"] >= 1
+
+
+# ---------------------------------------------------------------------------------------
+# concurrency and batching, through a real server and the official client
+# ---------------------------------------------------------------------------------------
+
+def test_openai_client_concurrent_requests_each_with_its_strategy(router):
+    openai = pytest.importorskip("openai")
+    gen = ScriptedGenerator(delay=0.05)
+    app = create_app(ServerConfig(batch_window_ms=30, api_key="k"), router=router,
+                     generator=gen)
+    with serve_in_thread(app) as (_, url):
+        cli = openai.OpenAI(base_url=url, api_key="k", max_retries=0, timeout=30)
+        wanted = [SERVER_STRATEGIES[i % len(SERVER_STRATEGIES)] for i in range(8)]
+        results = [None] * 8
+
+        def one(i):
+            results[i] = cli.chat.completions.create(
+                model="ttcrouter", messages=[{"role": "user", "content": f"What is {i} + 8?"}],
+                extra_body={"ttc": {"strategy": wanted[i]}})
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        for want, r in zip(wanted, results):
+            assert r is not None and r.choices[0].message.content
+            extra = r.model_extra
+            assert extra["ttc"]["strategy"] == want
+            assert r.usage.completion_tokens == extra["ttc"]["measured_tokens"]
+        assert max(r.model_extra["ttc"]["route_batch_size"] for r in results) > 1
+        stats = app.state.ttc.router.batcher.stats
+        assert stats.batches < 8  # several requests shared one embedding call
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url, api_key="nope", max_retries=0).chat.completions.create(
+                model="ttcrouter", messages=[{"role": "user", "content": "hi"}])
+        with pytest.raises(openai.BadRequestError):
+            cli.chat.completions.create(model="ttcrouter:nope@n=1",
+                                        messages=[{"role": "user", "content": "hi"}])
+        stream = cli.chat.completions.create(
+            model="ttcrouter:majority_vote@n=4", stream=True,
+            messages=[{"role": "user", "content": "What is 7 + 8?"}])
+        chunks = list(stream)
+        assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+        assert chunks[-1].model_extra["ttc"]["strategy"] == "majority_vote@n=4"
+
+
+def test_graceful_drain_finishes_in_flight_and_refuses_new(router):
+    import httpx
+
+    gen = ScriptedGenerator(delay=1.0)
+    app = create_app(ServerConfig(), router=router, generator=gen)
+    with serve_in_thread(app) as (server, url):
+        got = {}
+
+        def slow():
+            got["resp"] = httpx.post(url + "/chat/completions", timeout=30, json={
+                "model": "ttcrouter:majority_vote@n=1",
+                "messages": [{"role": "user", "content": "What is 7 + 8?"}]})
+
+        t = threading.Thread(target=slow)
+        t.start()
+        t0 = time.monotonic()
+        while app.state.ttc.in_flight == 0 and time.monotonic() - t0 < 10:
+            time.sleep(0.01)
+        import signal
+
+        server.handle_exit(signal.SIGTERM, None)
+        assert app.state.ttc.draining
+        t.join(30)
+        assert got["resp"].status_code == 200, got["resp"].text
+        with pytest.raises(httpx.TransportError):
+            for _ in range(50):  # bounded: the listener closes within moments
+                r = httpx.post(url + "/chat/completions", timeout=5, json={
+                    "model": "ttcrouter", "messages": [{"role": "user", "content": "q"}]})
+                assert r.status_code == 503
+                time.sleep(0.1)
+
+
+# ---------------------------------------------------------------------------------------
+# building blocks
+# ---------------------------------------------------------------------------------------
+
+def test_micro_batcher_gathers_concurrent_items():
+    calls = []
+
+    def fn(items):
+        calls.append(list(items))
+        return [x * 2 for x in items]
+
+    async def main():
+        b = MicroBatcher(fn, window_s=0.02, max_batch=4)
+        out = await asyncio.gather(*(b.submit(i) for i in range(6)))
+        await b.close()
+        return out
+
+    out = asyncio.run(main())
+    assert [r for r, _, _ in out] == [0, 2, 4, 6, 8, 10]
+    assert [len(c) for c in calls] == [4, 2]
+
+
+def test_micro_batcher_gives_errors_to_the_batch_and_goes_on():
+    def fn(items):
+        if "bad" in items:
+            raise RuntimeError("boom")
+        return items
+
+    async def main():
+        b = MicroBatcher(fn, window_s=0.01)
+        first = await asyncio.gather(b.submit("bad"), b.submit("x"), return_exceptions=True)
+        second = await b.submit("y")
+        await b.close()
+        return first, second
+
+    first, second = asyncio.run(main())
+    assert all(isinstance(e, RuntimeError) for e in first) and second[0] == "y"
+
+
+def test_upstream_pool_spreads_and_takes_out_a_failing_upstream():
+    gens = {"http://a/v1": ScriptedGenerator(delay=0.05), "http://b/v1": ScriptedGenerator()}
+    changes = []
+    pool = UpstreamPool(list(gens), generator_factory=gens.__getitem__, cooldown_s=0.3,
+                        on_change=lambda url, up: changes.append((url, up)))
+    for _ in range(4):
+        pool.generate(["q"], n=1)
+    assert gens["http://a/v1"].calls == 2 and gens["http://b/v1"].calls == 2  # in turn
+    gens["http://a/v1"].fail = True
+    for _ in range(4):  # a fails once, is taken out, b answers everything
+        assert pool.generate(["q"], n=1)[0][0].text
+    status = {s["url"]: s for s in pool.status()}
+    assert not status["http://a/v1"]["healthy"] and status["http://a/v1"]["failures"] == 1
+    assert changes == [("http://a/v1", False)]
+    gens["http://a/v1"].fail = False
+    time.sleep(0.35)  # after the cool-down it is tried again, and comes back
+    for _ in range(3):
+        pool.generate(["q"], n=1)
+    assert ("http://a/v1", True) in changes
+    gens["http://a/v1"].fail = gens["http://b/v1"].fail = True
+    with pytest.raises(UpstreamUnavailable, match="No upstream server answered"):
+        pool.generate(["q"], n=1)
+
+
+def test_upstream_pool_prefers_the_least_busy():
+    gens = {u: ScriptedGenerator(delay=0.3 if u == "http://slow/v1" else 0.0)
+            for u in ("http://slow/v1", "http://fast/v1")}
+    pool = UpstreamPool(list(gens), generator_factory=gens.__getitem__)
+    t = threading.Thread(target=pool.generate, args=(["q"],))
+    t.start()
+    time.sleep(0.05)  # slow is busy now
+    for _ in range(3):
+        pool.generate(["q"])
+    t.join()
+    assert gens["http://slow/v1"].calls == 1 and gens["http://fast/v1"].calls == 3
