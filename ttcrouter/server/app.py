@@ -255,8 +255,10 @@ def create_app(config: ServerConfig, *, router=None, generator=None):
         status = "draining" if state.draining else ("ok" if state.ready else "starting")
         body = {"status": status, "backend": state.backend_name, "in_flight": state.in_flight,
                 "strategies": len(state.router.strategies) if state.router else 0}
-        if hasattr(state.backend, "status"):
+        if isinstance(state.backend, UpstreamPool):
             body["upstreams"] = state.backend.status()
+        elif hasattr(state.backend, "status"):
+            body["engine"] = state.backend.status()
         if state.router is not None:
             stats = state.router.batcher.stats
             body["routing"] = {"batches": stats.batches, "mean_batch": round(stats.mean_batch, 2)}

@@ -92,6 +92,9 @@ class AsyncVLLMGenerator:
         self.engine = None
         self.tokenizer = None
         self.model_path = None
+        self.submitted = 0
+        self.in_flight = 0
+        self.peak_in_flight = 0
 
     def start(self):
         """Start the engine (about a minute on CPU, eager). Call it on the serving loop."""
@@ -187,9 +190,15 @@ class AsyncVLLMGenerator:
 
     async def _one(self, prompt_ids, params):
         final = None
-        async for out in self.engine.generate({"prompt_token_ids": prompt_ids}, params,
-                                              f"ttc-{uuid.uuid4().hex}"):
-            final = out
+        self.submitted += 1
+        self.in_flight += 1
+        self.peak_in_flight = max(self.peak_in_flight, self.in_flight)
+        try:
+            async for out in self.engine.generate({"prompt_token_ids": prompt_ids}, params,
+                                                  f"ttc-{uuid.uuid4().hex}"):
+                final = out
+        finally:
+            self.in_flight -= 1
         if final is None:
             raise RuntimeError("the engine finished a request without output")
         return final
@@ -203,6 +212,12 @@ class AsyncVLLMGenerator:
         return Completion(text=o.text, tokens=len(token_ids), prompt_tokens=n_prompt,
                           finish_reason=o.finish_reason or "stop", logprobs=lps,
                           stop_reason=o.stop_reason if isinstance(o.stop_reason, str) else None)
+
+    def status(self) -> dict:
+        """Engine requests submitted, in flight now, and the most in flight at once (requests
+        of several HTTP calls in the engine together show that they share its batches)."""
+        return {"model": self.model_name, "engine_requests": self.submitted,
+                "engine_in_flight": self.in_flight, "engine_peak_in_flight": self.peak_in_flight}
 
     def close(self) -> None:
         """Shut the engine down."""
