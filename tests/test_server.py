@@ -395,6 +395,14 @@ def test_upstream_pool_spreads_and_takes_out_a_failing_upstream():
         pool.generate(["q"], n=1)
 
 
+def test_upstream_pool_decodes_greedy_once():
+    gen = ScriptedGenerator()
+    pool = UpstreamPool(["http://a/v1"], generator_factory=lambda url: gen)
+    out = pool.generate(["q"], n=4, temperature=0)
+    assert gen.calls == 1 and len(out[0]) == 4
+    assert len({c.text for c in out[0]}) == 1 and out[0][0] is not out[0][1]
+
+
 def test_upstream_pool_prefers_the_least_busy():
     gens = {u: ScriptedGenerator(delay=0.3 if u == "http://slow/v1" else 0.0)
             for u in ("http://slow/v1", "http://fast/v1")}

@@ -11,6 +11,7 @@ another upstream when one dies under it.
 
 from __future__ import annotations
 
+import copy
 import threading
 import time
 from dataclasses import dataclass, field
@@ -143,6 +144,13 @@ class UpstreamPool(Generator):
         trace = current_trace()
         if trace is not None:
             trace.check()
+        if temperature == 0 and n > 1:
+            # vLLM servers refuse n > 1 with greedy decoding; greedy samples are identical,
+            # so decode once and copy (each copy counts the tokens it would have cost), as
+            # the offline VLLMGenerator does
+            out = self.generate(requests, n=1, temperature=0, top_p=top_p,
+                                max_tokens=max_tokens, stop=stop, logprobs=logprobs)
+            return [[copy.copy(c[0]) for _ in range(n)] for c in out]
         tried, errors = [], []
         while True:
             up = self._pick(tried)
