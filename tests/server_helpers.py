@@ -145,9 +145,19 @@ def wait_healthy(url, proc, timeout=900.0):
 
 
 def stop_process(proc, timeout=120.0):
-    """SIGTERM, then SIGKILL after ``timeout``; returns the exit code."""
+    """SIGTERM, then SIGKILL after ``timeout``; returns the exit code. A process that leads
+    its own group (an upstream server) has the whole group stopped, its engine included."""
+    import os
+    import signal
     import subprocess
 
+    if proc.poll() is None and _leads_group(proc):
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            return proc.returncode
     if proc.poll() is None:
         proc.terminate()
         try:
@@ -156,6 +166,15 @@ def stop_process(proc, timeout=120.0):
             proc.kill()
             return proc.wait(30)
     return proc.returncode
+
+
+def _leads_group(proc) -> bool:
+    import os
+
+    try:
+        return os.getpgid(proc.pid) == proc.pid
+    except ProcessLookupError:
+        return False
 
 
 def start_api_server(model_path, port, log_path, kv_gb=1, max_model_len=1024):
@@ -169,7 +188,20 @@ def start_api_server(model_path, port, log_path, kv_gb=1, max_model_len=1024):
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model",
          str(model_path), "--host", "127.0.0.1", "--port", str(port), "--enforce-eager",
          "--max-model-len", str(max_model_len), "--seed", "0"],
-        stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env)
+        stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env,
+        start_new_session=True)  # its own process group: kill_group() takes its engine too
+
+
+def kill_group(proc, sig=None):
+    """Kill a process started by :func:`start_api_server` and its children (its group)."""
+    import os
+    import signal
+
+    try:
+        os.killpg(proc.pid, sig or signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(60)
 
 
 def start_ttc_server(router_file, port, log_path, *extra):

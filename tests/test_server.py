@@ -442,12 +442,13 @@ class TestEmbeddedServer:
     KEY = "test-key"
 
     @pytest.fixture(scope="class")
-    def server(self, shipped_router_file, tmp_path_factory):
+    @classmethod
+    def server(cls, shipped_router_file, tmp_path_factory):
         from server_helpers import free_port, start_ttc_server, stop_process, wait_healthy
 
         port = free_port()
         log = tmp_path_factory.mktemp("serve-log") / "server.log"
-        proc = start_ttc_server(shipped_router_file, port, log, "--api-key", self.KEY,
+        proc = start_ttc_server(shipped_router_file, port, log, "--api-key", cls.KEY,
                                 "--max-model-len", "1024", "--max-tokens", "96",
                                 "--kv-cache-space", "1")
         url = f"http://127.0.0.1:{port}"
@@ -615,8 +616,8 @@ def test_upstream_killed_in_the_middle_of_a_run(shipped_router_file, embedded_mo
     import httpx
     import openai
 
-    from server_helpers import (free_port, start_api_server, start_ttc_server, stop_process,
-                                wait_healthy)
+    from server_helpers import (free_port, kill_group, start_api_server, start_ttc_server,
+                                stop_process, wait_healthy)
 
     ports = [free_port(), free_port()]
     ups = [start_api_server(embedded_model_path, p, tmp_path / f"up{p}.log") for p in ports]
@@ -649,8 +650,7 @@ def test_upstream_killed_in_the_middle_of_a_run(shipped_router_file, embedded_mo
         t0 = time.monotonic()
         while len(answered) < 3 and time.monotonic() - t0 < 600:
             time.sleep(0.05)
-        ups[0].kill()  # the first upstream dies with requests in flight
-        ups[0].wait(30)
+        kill_group(ups[0])  # the first upstream dies (engine and all) with requests in flight
         for t in threads:
             t.join(900)
         assert len(answered) == 12
@@ -659,8 +659,7 @@ def test_upstream_killed_in_the_middle_of_a_run(shipped_router_file, embedded_mo
         dead = next(u for u in health["upstreams"] if u["url"] == urls[0])
         live = next(u for u in health["upstreams"] if u["url"] == urls[1])
         assert not dead["healthy"] and dead["failures"] >= 1 and live["healthy"]
-        ups[1].kill()
-        ups[1].wait(30)
+        kill_group(ups[1])
         with pytest.raises(openai.InternalServerError) as err:
             cli.chat.completions.create(model="ttcrouter", messages=SEVEN_PLUS_EIGHT)
         assert err.value.status_code == 503
