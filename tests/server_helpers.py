@@ -9,6 +9,7 @@ import threading
 import time
 
 import numpy as np
+from fastapi import FastAPI, Request
 
 from ttcrouter.executors.base import Completion, Generator
 
@@ -112,7 +113,8 @@ def serve_in_thread(app, timeout=60.0):
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
                             timeout_graceful_shutdown=30)
-    server = DrainingServer(config, app.state.ttc)
+    state = getattr(app.state, "ttc", None)
+    server = DrainingServer(config, state) if state is not None else uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     t0 = time.monotonic()
@@ -216,3 +218,33 @@ def start_ttc_server(router_file, port, log_path, *extra):
         [sys.executable, "-m", "ttcrouter.cli", "serve", "--router", str(router_file),
          "--port", str(port), *map(str, extra)],
         stdout=open(log_path, "w"), stderr=subprocess.STDOUT, env=env)
+
+
+def fake_upstream_app(answer="15", delay=0.0):
+    """A tiny OpenAI-compatible server (chat completions with ``n`` choices and token ids),
+    standing in for ``vllm serve`` in fast tests. ``app.state.calls`` counts completions."""
+    import asyncio
+
+    app = FastAPI()
+    app.state.calls = 0
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{"id": "fake-model", "object": "model"}]}
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        app.state.calls += 1
+        if delay:
+            await asyncio.sleep(delay)
+        text = f"So the result is {answer}.\nAnswer: {answer}"
+        ids = list(range(len(text.split())))
+        choices = [{"index": k, "message": {"role": "assistant", "content": text},
+                    "finish_reason": "stop", "token_ids": ids}
+                   for k in range(int(body.get("n", 1)))]
+        return {"id": "x", "object": "chat.completion", "model": body["model"],
+                "choices": choices, "usage": {"prompt_tokens": 20,
+                                              "completion_tokens": len(ids) * len(choices)}}
+
+    return app

@@ -15,14 +15,13 @@ import time
 
 import pytest
 
-from server_helpers import (SERVER_STRATEGIES, ScriptedGenerator, serve_in_thread,
-                            small_router)
+from fastapi.testclient import TestClient
+
+from server_helpers import (SERVER_STRATEGIES, ScriptedGenerator, fake_upstream_app, free_port,
+                            serve_in_thread, small_router)
 from ttcrouter.executors import StrategyExecutor
 from ttcrouter.server import MicroBatcher, ServerConfig, UpstreamPool, create_app
 from ttcrouter.server.context import UpstreamUnavailable
-
-fastapi = pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
 
 CHAT = "/v1/chat/completions"
 
@@ -32,9 +31,11 @@ def router():
     return small_router()
 
 
-def make_client(router, generator=None, **config):
-    app = create_app(ServerConfig(**config), router=router,
-                     generator=generator or ScriptedGenerator())
+def make_client(router, generator="scripted", **config):
+    """TestClient of the app; ``generator=None`` uses the configured backend."""
+    if generator == "scripted":
+        generator = ScriptedGenerator()
+    app = create_app(ServerConfig(**config), router=router, generator=generator)
     return TestClient(app)
 
 
@@ -244,8 +245,6 @@ def test_api_key(router):
 
 def test_unreachable_upstreams_are_a_503(router):
     # a real OpenAIGenerator on a port where nothing listens: connection refused
-    from server_helpers import free_port
-
     pool = UpstreamPool([f"http://127.0.0.1:{free_port()}/v1"], model="m", cooldown_s=30)
     with make_client(router, pool) as c:
         err = assert_error(ask(c), 503, "upstream_unavailable")
@@ -330,6 +329,81 @@ def test_graceful_drain_finishes_in_flight_and_refuses_new(router):
                     "model": "ttcrouter", "messages": [{"role": "user", "content": "q"}]})
                 assert r.status_code == 503
                 time.sleep(0.1)
+
+
+def test_upstream_fleet_survives_an_upstream_stopped_mid_run(router):
+    """Two real HTTP upstreams (small OpenAI-compatible stand-ins); one stops mid-run."""
+    up_a, up_b = fake_upstream_app(delay=0.1), fake_upstream_app(delay=0.1)
+    with serve_in_thread(up_a) as (server_a, url_a), serve_in_thread(up_b) as (_, url_b):
+        with make_client(router, None, upstreams=[url_a, url_b], cooldown_s=60) as c:
+            codes, lock = [], threading.Lock()
+
+            def worker(k):
+                for i in range(4):
+                    r = ask(c, f"What is {k} + {i}?", model="ttcrouter:majority_vote@n=4")
+                    with lock:
+                        codes.append(r.status_code)
+
+            threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
+            for t in threads:
+                t.start()
+            t0 = time.monotonic()
+            while len(codes) < 3 and time.monotonic() - t0 < 30:
+                time.sleep(0.01)
+            server_a.should_exit = True  # upstream a goes away in the middle of the run
+            for t in threads:
+                t.join(60)
+            assert codes == [200] * 12
+            assert up_a.state.calls >= 1 and up_b.state.calls > up_a.state.calls
+            health = c.get("/health").json()
+            state = {u["url"]: u for u in health["upstreams"]}
+            assert not state[url_a]["healthy"] and state[url_a]["failures"] >= 1
+            assert state[url_b]["healthy"]
+            assert 'ttcrouter_upstream_up{url="%s"} 0.0' % url_a in c.get("/metrics").text
+
+
+def test_cli_serve_runs_and_drains_on_sigterm(router, tmp_path):
+    """`ttcrouter serve` as users start it (a subprocess), on a stand-in upstream."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import httpx
+    import openai
+
+    from server_helpers import stop_process, wait_healthy
+    from ttcrouter import save_router
+    from ttcrouter.cli import main
+
+    assert main(["serve", "--router", str(tmp_path / "missing.joblib")]) == 2
+    path = save_router(router, tmp_path / "router.joblib")
+    with serve_in_thread(fake_upstream_app()) as (_, up_url):
+        port = free_port()
+        here = os.path.dirname(__file__)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+            [os.path.dirname(here), here, os.environ.get("PYTHONPATH", "")]))
+        log = tmp_path / "serve.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ttcrouter.cli", "serve", "--router", str(path), "--port",
+             str(port), "--upstream", up_url, "--api-key", "k"],
+            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=120)
+            cli = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k",
+                                max_retries=0, timeout=60)
+            r = cli.chat.completions.create(model="ttcrouter",
+                                            messages=[{"role": "user", "content": "7 + 8?"}])
+            assert r.model_extra["ttc"]["answer"] == "15"
+            assert r.model_extra["ttc"]["backend"] == "upstream"
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(60) in (0, -signal.SIGTERM)
+            with pytest.raises(httpx.TransportError):
+                httpx.get(f"http://127.0.0.1:{port}/health", timeout=5)
+        finally:
+            stop_process(proc, timeout=30)
+    text = log.read_text()
+    assert "ready: http://127.0.0.1" in text and "Application shutdown complete" in text
 
 
 # ---------------------------------------------------------------------------------------
