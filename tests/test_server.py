@@ -35,6 +35,7 @@ def make_client(router, generator="scripted", **config):
     """TestClient of the app; ``generator=None`` uses the configured backend."""
     if generator == "scripted":
         generator = ScriptedGenerator()
+    config.setdefault("route_threads", None)  # leave torch's threads alone in the test process
     app = create_app(ServerConfig(**config), router=router, generator=generator)
     return TestClient(app)
 
@@ -260,7 +261,7 @@ def test_unreachable_upstreams_are_a_503(router):
 def test_openai_client_concurrent_requests_each_with_its_strategy(router):
     openai = pytest.importorskip("openai")
     gen = ScriptedGenerator(delay=0.05)
-    app = create_app(ServerConfig(batch_window_ms=30, api_key="k"), router=router,
+    app = create_app(ServerConfig(batch_window_ms=30, api_key="k", route_threads=None), router=router,
                      generator=gen)
     with serve_in_thread(app) as (_, url):
         cli = openai.OpenAI(base_url=url, api_key="k", max_retries=0, timeout=30)
@@ -303,7 +304,7 @@ def test_graceful_drain_finishes_in_flight_and_refuses_new(router):
     import httpx
 
     gen = ScriptedGenerator(delay=1.0)
-    app = create_app(ServerConfig(), router=router, generator=gen)
+    app = create_app(ServerConfig(route_threads=None), router=router, generator=gen)
     with serve_in_thread(app) as (server, url):
         got = {}
 

@@ -397,7 +397,7 @@ def cmd_serve(args) -> int:
         request_timeout_s=args.timeout, max_tokens=args.max_tokens,
         temperature=args.temperature, batch_window_ms=args.batch_window_ms,
         cooldown_s=args.cooldown, max_model_len=args.max_model_len, seed=args.seed,
-        kv_cache_space_gb=args.kv_cache_space)
+        kv_cache_space_gb=args.kv_cache_space, route_threads=args.route_threads or None)
     where = ("upstreams " + ", ".join(config.upstreams) if config.upstreams
              else "the embedded model on vLLM")
     _info(f"serving {args.router} on http://{args.host}:{args.port}/v1 ({where})")
@@ -560,6 +560,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampling temperature unless the request says (default: 0.7)")
     p.add_argument("--batch-window-ms", type=float, default=3.0,
                    help="how long routing waits to batch concurrent requests (default: 3)")
+    p.add_argument("--route-threads", type=int, default=1, metavar="N",
+                   help="torch threads of the router's encoder; 0 keeps torch's default "
+                        "(default: 1, robust next to a busy engine)")
     p.add_argument("--cooldown", type=float, default=10.0, metavar="SECONDS",
                    help="how long a failed upstream is left out (default: 10)")
     p.add_argument("--max-model-len", type=int, default=2048,

@@ -53,6 +53,7 @@ class ServerConfig:
     max_prompt_chars: int = 8000
     batch_window_ms: float = 3.0
     max_batch: int = 64
+    route_threads: int | None = 1
     cooldown_s: float = 10.0
     upstream_timeout_s: float = 120.0
     seed: int = 0
@@ -92,7 +93,8 @@ async def _start(state: ServerState, router, generator):
     pipe, meta = _load_router(config, router)
     state.router = RouterService(pipe, meta, window_s=config.batch_window_ms / 1000.0,
                                  max_batch=config.max_batch,
-                                 on_batch=state.metrics.observe_batch)
+                                 on_batch=state.metrics.observe_batch,
+                                 torch_threads=config.route_threads)
     seconds = await asyncio.to_thread(state.router.warm_up)
     logger.info("router ready: %d strategies, warm-up %.1f s", len(state.router.strategies),
                 seconds)
