@@ -261,7 +261,8 @@ def test_unreachable_upstreams_are_a_503(router):
 def test_openai_client_concurrent_requests_each_with_its_strategy(router):
     openai = pytest.importorskip("openai")
     gen = ScriptedGenerator(delay=0.05)
-    app = create_app(ServerConfig(batch_window_ms=30, api_key="k", route_threads=None), router=router,
+    app = create_app(ServerConfig(batch_window_ms=30, api_key="k", route_threads=None),
+                     router=router,
                      generator=gen)
     with serve_in_thread(app) as (_, url):
         cli = openai.OpenAI(base_url=url, api_key="k", max_retries=0, timeout=30)
