@@ -237,6 +237,9 @@ def test_api_key(router):
         bad = c.post(CHAT, headers={"Authorization": "Bearer wrong"},
                      json={"model": "ttcrouter", "messages": [{"role": "user", "content": "q"}]})
         assert_error(bad, 401)
+        odd = c.post(CHAT, headers={"Authorization": "Bearer s\u00e9kret".encode()},
+                     json={"model": "ttcrouter", "messages": [{"role": "user", "content": "q"}]})
+        assert_error(odd, 401)
         good = c.post(CHAT, headers={"Authorization": "Bearer sekret"},
                       json={"model": "ttcrouter", "messages": [{"role": "user",
                                                                 "content": "What is 2+2?"}]})

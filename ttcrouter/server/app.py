@@ -183,8 +183,8 @@ def create_app(config: ServerConfig, *, router=None, generator=None):
         if config.api_key:
             header = request.headers.get("authorization", "")
             scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip(),
-                                                                     config.api_key):
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                    token.strip().encode(), config.api_key.encode()):
                 raise APIError(401, "Missing or wrong API key: send 'Authorization: Bearer "
                                     "<key>'.", type="authentication_error",
                                code="invalid_api_key")
