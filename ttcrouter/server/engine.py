@@ -25,7 +25,7 @@ from concurrent.futures import CancelledError as FutureCancelled
 from typing import Sequence
 
 from ..executors.base import DEFAULT_SYSTEM_PROMPT, Completion, GenerationRequest, Generator
-from ..executors.vllm_backend import cpu_engine_dtype
+from ..executors import cpu_engine_dtype
 from ..models import EMBEDDED_GENERATOR_NAME, resolve_model
 from .context import DeadlineExceeded, current_trace
 
