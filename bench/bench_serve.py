@@ -198,8 +198,8 @@ def main(argv=None):
     direct_lat = [x for lat, _ in runs["direct"] for x in lat]
     serve_sum = summarize(serve_lat, sum(w for _, w in runs["serve"]))
     direct_sum = summarize(direct_lat, sum(w for _, w in runs["direct"]))
-    same_tokens = all(a == b for it in items
-                      for a, b in zip(it["serve_tokens"], it["direct_tokens"]))
+    pairs = [(a, b) for it in items for a, b in zip(it["serve_tokens"], it["direct_tokens"])]
+    same_tokens = all(a == b for a, b in pairs)
     route_s = [r for r, _, _ in route]
     route_c = [c for _, c, _ in route]
     report = {
@@ -213,6 +213,8 @@ def main(argv=None):
         "throughput_ratio": round(direct_sum["throughput_rps"] / serve_sum["throughput_rps"],
                                   4),
         "identical_token_counts": same_tokens,
+        "requests_with_other_token_counts": sum(a != b for a, b in pairs),
+        "tokens_serve": sum(a for a, _ in pairs), "tokens_direct": sum(b for _, b in pairs),
         "strategies": sorted({it["strategy"] for it in items}),
         "routing": {"mean_s": round(statistics.mean(route_s), 5),
                     "p50_s": round(pct(route_s, 0.5), 5), "p95_s": round(pct(route_s, 0.95), 5),
@@ -254,8 +256,12 @@ def write_markdown(r, path):
         "- **direct**: the same strategies on the same questions, `StrategyExecutor` straight "
         "to the upstream from the client process (no routing, no extra hop).",
         "",
-        f"Strategies the router chose: {', '.join(r['strategies'])}. Token counts identical in "
-        f"both arms for every request: {r['identical_token_counts']}.",
+        f"Strategies the router chose: {', '.join(r['strategies'])}. Tokens generated: "
+        f"{r['tokens_serve']} through the server, {r['tokens_direct']} direct; "
+        f"{r['requests_with_other_token_counts']} of {s['requests']} requests decoded a "
+        "different number of tokens in the two arms (greedy decoding on vLLM is not "
+        "batch-invariant: concurrent requests batched differently can round differently and "
+        "diverge).",
         "",
         "| arm | requests | wall (s) | throughput (req/s) | mean (s) | p50 (s) | p95 (s) |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",

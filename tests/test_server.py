@@ -255,6 +255,8 @@ def test_unreachable_upstreams_are_a_503(router):
         assert "127.0.0.1" in err["message"]
         assert_error(ask(c), 503)  # still answering
         assert pool.status()[0]["failures"] >= 1
+        health = c.get("/health")
+        assert health.status_code == 503 and health.json()["status"] == "no_upstream"
 
 
 # ---------------------------------------------------------------------------------------
@@ -414,6 +416,15 @@ def test_cli_serve_runs_and_drains_on_sigterm(router, tmp_path):
 # ---------------------------------------------------------------------------------------
 # building blocks
 # ---------------------------------------------------------------------------------------
+
+def test_public_names():
+    import ttcrouter
+    import ttcrouter.server as server
+
+    assert ttcrouter.create_app is create_app and ttcrouter.ServerConfig is ServerConfig
+    for name in server.__all__:
+        assert getattr(server, name) is not None
+
 
 def test_micro_batcher_gathers_concurrent_items():
     calls = []

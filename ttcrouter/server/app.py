@@ -259,8 +259,12 @@ def create_app(config: ServerConfig, *, router=None, generator=None):
                 "strategies": len(state.router.strategies) if state.router else 0}
         if isinstance(state.backend, UpstreamPool):
             body["upstreams"] = state.backend.status()
+            if status == "ok" and not any(u["healthy"] for u in body["upstreams"]):
+                body["status"] = status = "no_upstream"
         elif hasattr(state.backend, "status"):
             body["engine"] = state.backend.status()
+            if body["engine"].get("engine_errored"):
+                body["status"] = status = "engine_dead"
         if state.router is not None:
             stats = state.router.batcher.stats
             body["routing"] = {"batches": stats.batches, "mean_batch": round(stats.mean_batch, 2)}

@@ -216,8 +216,10 @@ class AsyncVLLMGenerator:
     def status(self) -> dict:
         """Engine requests submitted, in flight now, and the most in flight at once (requests
         of several HTTP calls in the engine together show that they share its batches)."""
+        errored = bool(getattr(self.engine, "errored", False)) if self.engine else False
         return {"model": self.model_name, "engine_requests": self.submitted,
-                "engine_in_flight": self.in_flight, "engine_peak_in_flight": self.peak_in_flight}
+                "engine_in_flight": self.in_flight, "engine_peak_in_flight": self.peak_in_flight,
+                "engine_errored": errored}
 
     def close(self) -> None:
         """Shut the engine down."""
