@@ -9,6 +9,7 @@ on each request's own lambdas and budgets, is a few numpy operations per request
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import asdict, dataclass
 
@@ -73,8 +74,7 @@ class RouterService:
     on_batch : callable, optional
         Called with ``(n_items, seconds)`` after each batch.
     torch_threads : int or None, default=1
-        Intra-op threads of torch in this process, set at :meth:`warm_up` (None leaves
-        torch's default). One thread is the robust choice next to a busy engine: on a loaded
+        Intra-op threads of torch in the routing thread (None leaves torch's default). One thread is the robust choice next to a busy engine: on a loaded
         2-core machine MiniLM embedded one query in 17 ms with one thread and 780 ms with
         two, whose threads spin waiting for each other.
     """
@@ -104,12 +104,23 @@ class RouterService:
         self.lambda_latency = _lambda_of(self.final, self.metadata, "lambda_latency")
         self.routable = np.ones(len(self.strategies), dtype=bool)
         self.torch_threads = torch_threads
+        self._local = threading.local()
         self.batcher = MicroBatcher(self.predict_batch, window_s=window_s, max_batch=max_batch,
                                     on_batch=on_batch)
 
     # -- predictions --------------------------------------------------------------------------
+    def _set_threads(self):
+        # torch's thread count is per OS thread once that thread has run torch code, so it is
+        # set in the thread that routes, not only where the server starts
+        if self.torch_threads and not getattr(self._local, "threads_set", False):
+            import torch
+
+            torch.set_num_threads(int(self.torch_threads))
+            self._local.threads_set = True
+
     def predict_batch(self, queries: list) -> list:
         """Predicted accuracy, tokens and latency of every strategy, one triple per query."""
+        self._set_threads()
         X = self.features.transform(list(queries))
         A = np.asarray(self.final.predict_accuracy(X), dtype=float)
         T, L = self.final.predict_costs(X)
@@ -128,10 +139,7 @@ class RouterService:
             Seconds it took.
         """
         t0 = time.perf_counter()
-        if self.torch_threads:
-            import torch
-
-            torch.set_num_threads(int(self.torch_threads))
+        self._set_threads()
         X = self.features.transform(["What is 1 + 1?"])
         U = np.asarray(self.final.predict_utility(X), dtype=float)
         self.routable = np.isfinite(U[0])
