@@ -74,9 +74,11 @@ class RouterService:
     on_batch : callable, optional
         Called with ``(n_items, seconds)`` after each batch.
     torch_threads : int or None, default=1
-        Intra-op threads of torch in the routing thread (None leaves torch's default). One thread is the robust choice next to a busy engine: on a loaded
-        2-core machine MiniLM embedded one query in 17 ms with one thread and 780 ms with
-        two, whose threads spin waiting for each other.
+        Intra-op threads of torch in the routing thread (None leaves torch's default). One
+        thread is the robust choice next to a busy engine: on the shared 2-core machine,
+        MiniLM embedded one query in 5.5 ms with two threads and 7.8 ms with one when it was
+        quiet, but in 780 ms with two and 17 ms with one under load (two threads spin waiting
+        for each other when a core is taken).
     """
 
     def __init__(self, router, metadata=None, *, window_s=0.003, max_batch=64, on_batch=None,
