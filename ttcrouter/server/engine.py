@@ -173,7 +173,8 @@ class AsyncVLLMGenerator:
                                 output_kind=RequestOutputKind.FINAL_ONLY)
         try:
             async with asyncio.TaskGroup() as group:
-                tasks = [group.create_task(self._one(p, params.clone())) for p in ids]
+                tasks = [group.create_task(self._one(p, self._fit(params, len(p))))
+                         for p in ids]
         except ExceptionGroup as eg:  # one failed: the others were cancelled and aborted
             raise eg.exceptions[0] from None
         results = []
@@ -187,6 +188,13 @@ class AsyncVLLMGenerator:
                 comps = [copy.copy(comps[0]) for _ in range(n)]
             results.append(comps)
         return results
+
+    def _fit(self, params, n_prompt):
+        """Per-request copy of ``params`` whose ``max_tokens`` ends within the context (the
+        completion then stops with ``finish_reason="length"`` instead of being refused)."""
+        params = params.clone()
+        params.max_tokens = min(params.max_tokens, self.max_model_len - n_prompt)
+        return params
 
     async def _one(self, prompt_ids, params):
         final = None
