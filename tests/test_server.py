@@ -633,7 +633,8 @@ class TestEmbeddedServer:
                                   "content-type": "application/json"})
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_json"
         assert proc.poll() is None
-        ok = cli.chat.completions.create(model="ttcrouter:majority_vote@n=1", max_tokens=16,
+        # a candidate limit as long as the whole context: capped at the room the prompt left
+        ok = cli.chat.completions.create(model="ttcrouter:majority_vote@n=1", max_tokens=1024,
                                          messages=SEVEN_PLUS_EIGHT)
         assert ok.model_extra["ttc"]["measured_tokens"] > 0
         metrics = httpx.get(url + "/metrics").text
