@@ -391,10 +391,11 @@ def test_cli_serve_runs_and_drains_on_sigterm(router, tmp_path):
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(
             [os.path.dirname(here), here, os.environ.get("PYTHONPATH", "")]))
         log = tmp_path / "serve.log"
+        out = tmp_path / "serve.out"
         proc = subprocess.Popen(
             [sys.executable, "-m", "ttcrouter.cli", "serve", "--router", str(path), "--port",
              str(port), "--upstream", up_url, "--api-key", "k"],
-            stdout=open(log, "w"), stderr=subprocess.STDOUT, env=env)
+            stdout=open(out, "w"), stderr=open(log, "w"), env=env)
         try:
             wait_healthy(f"http://127.0.0.1:{port}", proc, timeout=120)
             cli = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key="k",
@@ -411,6 +412,8 @@ def test_cli_serve_runs_and_drains_on_sigterm(router, tmp_path):
             stop_process(proc, timeout=30)
     text = log.read_text()
     assert "ready: http://127.0.0.1" in text and "Application shutdown complete" in text
+    assert '"POST /v1/chat/completions HTTP/1.1" 200' in text  # the access log, on stderr
+    assert out.read_text() == ""  # stdout carries results only; a server has none
 
 
 # ---------------------------------------------------------------------------------------

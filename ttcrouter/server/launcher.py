@@ -7,6 +7,7 @@ arrives on an open connection with a 503, lets the requests in flight finish (up
 
 from __future__ import annotations
 
+import copy
 import logging
 
 import uvicorn
@@ -53,7 +54,13 @@ def run_server(config: ServerConfig, *, host="127.0.0.1", port=8000, log_level="
         Exit code (0).
     """
     app = create_app(config)
+    # every log line on stderr, the access log included (stdout carries results only)
+    log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    for handler in log_config.get("handlers", {}).values():
+        if handler.get("stream") == "ext://sys.stdout":
+            handler["stream"] = "ext://sys.stderr"
     uv_config = uvicorn.Config(app, host=host, port=port, log_level=log_level,
+                               log_config=log_config,
                                timeout_graceful_shutdown=graceful_timeout_s,
                                timeout_keep_alive=5)
     server = DrainingServer(uv_config, app.state.ttc)
