@@ -383,11 +383,16 @@ def _print_result(rec: dict, as_json: bool) -> None:
 def cmd_serve(args) -> int:
     import logging
 
+    from . import load_router
     from .server.app import ServerConfig
     from .server.launcher import run_server
+    from .server.routing import RouterService
 
-    if not Path(args.router).is_file():
-        raise CLIError(f"No router file at {args.router!r}; make one with `ttcrouter fit`.")
+    bundle = load_router(args.router)  # a bad file is a one-line error, before any startup
+    try:
+        RouterService(bundle["router"], bundle.get("metadata"))
+    except TypeError as exc:
+        raise CLIError(str(exc)) from exc
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="[ttcrouter] %(levelname)s %(name)s: %(message)s")
     config = ServerConfig(
@@ -401,7 +406,7 @@ def cmd_serve(args) -> int:
     where = ("upstreams " + ", ".join(config.upstreams) if config.upstreams
              else "the embedded model on vLLM")
     _info(f"serving {args.router} on http://{args.host}:{args.port}/v1 ({where})")
-    return run_server(config, host=args.host, port=args.port,
+    return run_server(config, host=args.host, port=args.port, router=bundle,
                       ready_message=lambda url: _info(f"ready: {url}"))
 
 

@@ -35,7 +35,7 @@ class DrainingServer(uvicorn.Server):
 
 
 def run_server(config: ServerConfig, *, host="127.0.0.1", port=8000, log_level="info",
-               graceful_timeout_s=600.0, ready_message=None) -> int:
+               graceful_timeout_s=600.0, ready_message=None, router=None) -> int:
     """Serve until SIGTERM/SIGINT.
 
     Parameters
@@ -47,13 +47,15 @@ def run_server(config: ServerConfig, *, host="127.0.0.1", port=8000, log_level="
         Longest wait for requests in flight at shutdown.
     ready_message : callable, optional
         Called with the base URL once the server listens.
+    router : Pipeline or dict, optional
+        The router (or :func:`ttcrouter.load_router`'s dict); default: ``config.router``.
 
     Returns
     -------
     int
         Exit code (0).
     """
-    app = create_app(config)
+    app = create_app(config, router=router)
     # every log line on stderr, the access log included (stdout carries results only)
     log_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     for handler in log_config.get("handlers", {}).values():
