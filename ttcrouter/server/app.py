@@ -61,6 +61,7 @@ class ServerConfig:
     kv_cache_space_gb: int | None = None
     enforce_eager: bool = True
     step_delimiter: str = "\n"
+    disconnect_poll_s: float = 0.5
 
 
 class ServerState:
@@ -192,6 +193,21 @@ def create_app(config: ServerConfig, *, router=None, generator=None):
             raise APIError(503, "The server is starting.", type="service_unavailable",
                            code="not_ready")
 
+    async def run_watching(request: Request, coro):
+        """Await ``coro``; if the client goes away first, cancel it (which stops the
+        strategy's generation) rather than finish work nobody will read."""
+        task = asyncio.ensure_future(coro)
+        while True:
+            done, _ = await asyncio.wait({task}, timeout=config.disconnect_poll_s)
+            if done:
+                return task.result()
+            if await request.is_disconnected():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+                raise APIError(499, "The client closed the request; its work was stopped.",
+                               type="client_closed_request", code="client_disconnected")
+
     async def complete(request: Request, kind: str, endpoint: str):
         t0 = time.perf_counter()
         loop = asyncio.get_running_loop()
@@ -210,7 +226,8 @@ def create_app(config: ServerConfig, *, router=None, generator=None):
                 raise APIError(504, f"The request passed its deadline of {timeout:g} s while "
                                     "being routed.", type="timeout", param="ttc.timeout_s",
                                code="deadline_exceeded") from None
-            result = await state.execution.run(decision.strategy, req, deadline)
+            result = await run_watching(request, state.execution.run(decision.strategy, req,
+                                                                     deadline))
             total = time.perf_counter() - t0
             ttc = ttc_block(decision, result, total_s=total, backend=state.backend_name,
                             ignored=req.ignored)

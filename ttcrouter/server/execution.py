@@ -16,10 +16,32 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 from ..executors import StrategyExecutor
-from .context import TRACE, RequestTrace
+from ..executors.base import Generator
+from .context import TRACE, RequestTrace, current_trace
 from .errors import APIError
 
-__all__ = ["ExecutionService", "ttc_block", "vote_counts"]
+__all__ = ["ExecutionService", "TracedGenerator", "ttc_block", "vote_counts"]
+
+
+class TracedGenerator(Generator):
+    """Any generator, made to stop for a request that was cancelled (deadline, client gone):
+    each call first checks the calling request's trace. Other attributes pass through."""
+
+    def __init__(self, generator):
+        self.inner = generator
+        self.backend = getattr(generator, "backend", "")
+
+    def generate(self, requests, **kwargs):
+        trace = current_trace()
+        if trace is not None:
+            trace.check()
+        return self.inner.generate(requests, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def close(self) -> None:
+        self.inner.close()
 
 
 class ExecutionService:
@@ -43,7 +65,7 @@ class ExecutionService:
 
     def __init__(self, generator, *, max_concurrency=32, temperature=0.7, top_p=1.0,
                  max_tokens=256, executor_kwargs=None):
-        self.generator = generator
+        self.generator = TracedGenerator(generator)
         self.max_concurrency = int(max_concurrency)
         self.temperature = float(temperature)
         self.top_p = float(top_p)
