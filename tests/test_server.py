@@ -399,6 +399,7 @@ def test_cli_serve_runs_and_drains_on_sigterm(router, tmp_path):
     from ttcrouter.cli import main
 
     assert main(["serve", "--router", str(tmp_path / "missing.joblib")]) == 2
+    assert main(["serve", "--router", "r.joblib", "--max-concurrency", "0"]) == 2
     (tmp_path / "junk.joblib").write_bytes(b"not a router")
     assert main(["serve", "--router", str(tmp_path / "junk.joblib")]) == 2
     path = save_router(router, tmp_path / "router.joblib")

@@ -388,6 +388,13 @@ def cmd_serve(args) -> int:
     from .server.launcher import run_server
     from .server.routing import RouterService
 
+    for name, low in (("max_concurrency", 1), ("max_tokens", 1), ("max_model_len", 2),
+                      ("timeout", 0), ("temperature", 0), ("batch_window_ms", 0),
+                      ("cooldown", 0), ("route_threads", 0)):
+        value, strict = getattr(args, name), name == "timeout"
+        if value < low or (strict and value == low):
+            raise CLIError(f"--{name.replace('_', '-')} must be {'>' if strict else '>='} "
+                           f"{low}, got {value}.")
     bundle = load_router(args.router)  # a bad file is a one-line error, before any startup
     try:
         RouterService(bundle["router"], bundle.get("metadata"))
