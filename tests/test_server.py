@@ -148,6 +148,23 @@ def test_stream_sends_the_answer_then_ttc_then_done(client):
     assert chunks[-1]["usage"]["completion_tokens"] > 0
 
 
+def test_completions_stream_and_ignored_fields(client):
+    with client.stream("POST", "/v1/completions", json={
+            "model": "ttcrouter:majority_vote@n=1", "prompt": ["What is 7 + 8?"],
+            "stream": True}) as resp:
+        lines = [ln for ln in resp.iter_lines() if ln]
+    chunks = [json.loads(ln[6:]) for ln in lines[:-1]]
+    assert lines[-1] == "data: [DONE]" and chunks[0]["object"] == "text_completion"
+    assert "Answer: 15" in chunks[0]["choices"][0]["text"]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop" and "ttc" in chunks[-1]
+    resp = ask(client, messages=[{"role": "system", "content": "Be terse."},
+                                 {"role": "user", "content": [{"type": "text",
+                                                               "text": "What is 7 + 8?"}]}],
+               tools=[{"type": "function", "function": {"name": "f"}}])
+    ignored = resp.json()["ttc"]["ignored"]
+    assert any("system" in x for x in ignored) and any("tools" in x for x in ignored)
+
+
 def test_models_health_metrics(client):
     models = client.get("/v1/models").json()
     ids = [m["id"] for m in models["data"]]
