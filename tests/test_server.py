@@ -478,7 +478,8 @@ def test_micro_batcher_gathers_concurrent_items():
         return out
 
     out = asyncio.run(main())
-    assert [r for r, _, _ in out] == [0, 2, 4, 6, 8, 10]
+    assert [r for r, _, _, _ in out] == [0, 2, 4, 6, 8, 10]
+    assert all(size in (2, 4) and wall >= cpu >= 0 for _, size, wall, cpu in out)
     assert [len(c) for c in calls] == [4, 2]
 
 

@@ -72,9 +72,10 @@ class MicroBatcher:
 
         Returns
         -------
-        result, batch_size, batch_seconds
-            The item's result, how many items its batch held, and the wall time of the batch
-            call (to share the cost out per item).
+        result, batch_size, batch_seconds, batch_cpu_seconds
+            The item's result, how many items its batch held, the wall time of the batch call
+            and the CPU time its thread used (to share the cost out per item, and to tell
+            compute from waiting for a core).
         """
         self._ensure_started()
         fut = asyncio.get_running_loop().create_future()
@@ -95,14 +96,14 @@ class MicroBatcher:
                 continue
             t0 = time.perf_counter()
             try:
-                results = await loop.run_in_executor(self._pool, self.fn,
-                                                     [item for item, _ in batch])
+                results, cpu = await loop.run_in_executor(self._pool, self._timed,
+                                                          [item for item, _ in batch])
                 if len(results) != len(batch):
                     raise RuntimeError(f"batch function returned {len(results)} results for "
                                        f"{len(batch)} items")
                 error = None
             except Exception as exc:  # noqa: BLE001 - handed to every waiting item
-                results, error = None, exc
+                results, error, cpu = None, exc, 0.0
             seconds = time.perf_counter() - t0
             self.stats.batches += 1
             self.stats.items += len(batch)
@@ -115,7 +116,12 @@ class MicroBatcher:
                 if error is not None:
                     fut.set_exception(error)
                 else:
-                    fut.set_result((results[k], len(batch), seconds))
+                    fut.set_result((results[k], len(batch), seconds, cpu))
+
+    def _timed(self, items):
+        c0 = time.thread_time()
+        results = self.fn(items)
+        return results, time.thread_time() - c0
 
     async def close(self):
         """Stop the batching task and the worker thread."""

@@ -188,6 +188,7 @@ def ttc_block(decision, result, *, total_s: float, backend: str, ignored=()) -> 
         "lambda_latency": decision.lambda_latency,
         "route_s": round(decision.route_s, 6),
         "route_compute_s": round(decision.route_compute_s, 6),
+        "route_cpu_s": round(decision.route_cpu_s, 6),
         "route_batch_size": decision.batch_size,
         "total_s": round(total_s, 4),
         "backend": backend,

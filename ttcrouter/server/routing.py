@@ -28,7 +28,9 @@ class RouteDecision:
     """The strategy chosen for one request and what the router predicted for it.
 
     ``route_s`` is the request's wall time in routing (waiting for its batch included);
-    ``route_compute_s`` its share of the batch's compute (batch seconds / batch size).
+    ``route_compute_s`` its share of the batch call's wall time (batch seconds / batch size);
+    ``route_cpu_s`` its share of the CPU time that call used (the rest of the call's time
+    went to waiting for a core).
     """
 
     strategy: str
@@ -41,6 +43,7 @@ class RouteDecision:
     lambda_latency: float
     route_s: float = 0.0
     route_compute_s: float = 0.0
+    route_cpu_s: float = 0.0
     batch_size: int = 1
 
     def to_dict(self) -> dict:
@@ -215,10 +218,11 @@ class RouterService:
         if req.strategy is not None:
             self.check_strategy(req.strategy)  # a bad name fails before any work
         t0 = time.perf_counter()
-        (A, T, L), size, seconds = await self.batcher.submit(req.query)
+        (A, T, L), size, seconds, cpu = await self.batcher.submit(req.query)
         decision = self.choose(A, T, L, req)
         decision.route_s = time.perf_counter() - t0
         decision.route_compute_s = seconds / max(size, 1)
+        decision.route_cpu_s = cpu / max(size, 1)
         decision.batch_size = size
         return decision
 
