@@ -9,7 +9,7 @@ deadlines), :mod:`.metrics` (Prometheus), :mod:`.app` (FastAPI), :mod:`.launcher
 Public names are imported lazily, so the package imports without FastAPI or vLLM.
 """
 
-from importlib import import_module
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "ServerConfig": "app",
@@ -30,14 +30,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ttcrouter.server' has no attribute {name!r}")
-    value = getattr(import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__():
-    return sorted(__all__)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS, globals())
