@@ -19,6 +19,8 @@ __all__ = [
     "Completion",
     "Generator",
     "DEFAULT_SYSTEM_PROMPT",
+    "DIRECT_SYSTEM_PROMPT",
+    "DEFAULT_PROMPTS",
     "chat_messages",
     "check_prompt_lengths",
     "check_requests",
@@ -30,6 +32,10 @@ __all__ = [
 
 #: System prompt for the embedded model: short, and ends with an extractable answer line.
 DEFAULT_SYSTEM_PROMPT = "Solve the problem. End with 'Answer: <number>'."
+#: System prompt of the ``direct`` prompt mode: the final answer alone, a handful of tokens.
+DIRECT_SYSTEM_PROMPT = "Give only the final answer, no working. Reply 'Answer: <number>'."
+#: Prompt mode -> system prompt; a model may need others (``StrategyExecutor(prompts=...)``).
+DEFAULT_PROMPTS = {"cot": DEFAULT_SYSTEM_PROMPT, "direct": DIRECT_SYSTEM_PROMPT}
 
 
 @dataclass(frozen=True)
