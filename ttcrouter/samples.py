@@ -298,7 +298,7 @@ def derive_runs(samples: pd.DataFrame, strategies, *, score: str | None = None,
     df = validate_samples(samples)
     specs = [as_strategy(s) for s in strategies]
     for s in specs:
-        if not (s.parallel or isinstance(s, AdaptiveVote)):
+        if not s.derivable:
             raise ValueError(f"{s.name} generates step by step; it cannot be derived from a "
                              "pool of full samples.")
     score_col = _pick_score(df, specs, score)

@@ -71,6 +71,9 @@ class Strategy:
     parallel: ClassVar[bool] = True
     #: Whether the strategy needs a reward model (PRM) to score candidates.
     needs_reward_model: ClassVar[bool] = False
+    #: Whether its runs can be derived from a pool of full samples drawn in order
+    #: (:func:`ttcrouter.samples.derive_runs`); beam search cannot.
+    derivable: ClassVar[bool] = True
 
     def __post_init__(self):
         if type(self) is Strategy:
@@ -148,6 +151,7 @@ class BeamSearch(Strategy):
     max_steps: int = 8
     method: ClassVar[str] = "beam_search"
     parallel: ClassVar[bool] = False
+    derivable: ClassVar[bool] = False
     needs_reward_model: ClassVar[bool] = True
 
     DEFAULT_MAX_STEPS: ClassVar[int] = 8
