@@ -189,3 +189,23 @@ def test_prompt_modes_pick_their_system_prompt():
     assert gen.system_prompt == "cot prompt"
     assert math.isfinite(ex.sample_pool(["q"], 2, mode="direct")[0].candidates[0]
                          .request_latency_s)
+
+
+def test_derive_command_writes_a_runs_table(tmp_path, capsys):
+    from ttcrouter.cli import main
+    from ttcrouter.runs import read_runs
+
+    path = write_samples(hand_table(), tmp_path / "s.parquet")
+    code = main(["derive", str(path), "--strategies",
+                 "majority_vote@n=2,best_of_n@n=8,adaptive_vote@n=8,b=2,t=0.6",
+                 "--out", str(tmp_path / "runs.parquet")])
+    assert code == 0 and "3 rows of 3 strategies from 8 samples" in capsys.readouterr().out
+    runs = read_runs(tmp_path / "runs.parquet")
+    assert runs.attrs["provenance"]["derived"]["latency"] == "measured"
+    pd.testing.assert_frame_equal(
+        runs.reset_index(drop=True)[["strategy", "answer", "tokens"]],
+        derive_runs(hand_table(), ["majority_vote@n=2", "best_of_n@n=8",
+                                   "adaptive_vote@n=8,b=2,t=0.6"])[
+            ["strategy", "answer", "tokens"]], check_dtype=False)
+    assert main(["derive", str(path), "--strategies", "majority_vote@n=2", "--out",
+                 str(tmp_path / "r.parquet"), "--latency", "calibrated"]) == 2

@@ -153,3 +153,23 @@ def test_encoding_scheme_1_is_unchanged_and_scheme_2_appends_columns():
     np.testing.assert_array_equal(wide[4], [0, 0, 0, 0, 4, 1, 1, 2, 0.5, 0])
     with pytest.raises(ValueError, match="scheme 2"):
         encode_strategies([AdaptiveVote(16)], scheme=1)
+
+
+def test_router_records_the_encoding_it_was_fitted_on():
+    """Old spaces keep the 6-column encoding (old router files hold probes of that width and
+    predict as before: tests/test_persistence.py); a space with a direct mode or an
+    early-stopping vote gets the wider one, kept in the fitted router."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from ttcrouter import UtilityRouter
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    for names, width in ((["majority_vote@n=1", "majority_vote@n=4"], len(METHODS) + 2),
+                         (["majority_vote@n=1", "majority_vote@n=1,mode=direct",
+                           "adaptive_vote@n=16,b=4,t=0.75"], len(METHODS) + 6)):
+        Y = pd.DataFrame(rng.uniform(size=(40, len(names))), columns=names)
+        router = UtilityRouter(probe=LogisticRegression()).fit(X, Y)
+        assert router.strategy_encoding_.shape == (len(names), width)
+        assert set(router.predict(X)) <= set(names)

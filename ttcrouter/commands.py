@@ -1,4 +1,4 @@
-"""The work behind ``ttcrouter collect | fit | evaluate | demo | route``, once :mod:`ttcrouter.cli` has parsed.
+"""The work behind ``ttcrouter collect | derive | fit | evaluate | demo | route``, once :mod:`ttcrouter.cli` has parsed.
 
 Each ``cmd_*`` function takes the parsed arguments and returns an exit code. Results go to
 stdout with ``print``; everything else (stage messages, warnings) goes through the
@@ -21,7 +21,9 @@ from pathlib import Path
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_scalar
 
-from .collection import collect, export_collection, load_runs
+from .collection import collect, export_collection, load_runs, load_samples
+from .collection.collect import resolve_strategies
+from .collection.latency import request_latency_model
 from .costs import CostTable
 from .embedding import EmbeddingTransformer
 from .evaluation import evaluate
@@ -29,7 +31,8 @@ from .models import SHIPPED_RUNS, embedded_generator_path, shipped_runs_path
 from .persistence import router_lambda, save_router
 from .probe import ProbeClassifier
 from .router import UtilityRouter
-from .runs import aggregate_runs, read_runs, strategy_sort_key, validate_runs
+from .runs import aggregate_runs, read_runs, strategy_sort_key, validate_runs, write_runs
+from .samples import derive_runs, read_samples
 from .serving import RoutedExecutor
 from .synthetic import make_synthetic_runs
 from .tuning import UtilityRouterCV
@@ -41,6 +44,7 @@ __all__ = [
     "cmd_demo",
     "cmd_route",
     "cmd_collect",
+    "cmd_derive",
     "read_questions",
     "widely_run_strategies",
 ]
@@ -381,9 +385,44 @@ def cmd_collect(args) -> int:
                  temperature=args.temperature, max_steps=args.max_steps,
                  step_max_tokens=args.step_max_tokens, enforce_eager=args.eager,
                  kv_cache_space_gb=args.kv_cache_gb, dataset_name=args.dataset,
-                 recalibrate_latency=args.recalibrate_latency)
+                 recalibrate_latency=args.recalibrate_latency,
+                 prompts=_prompts(getattr(args, "prompt", None)))
     n_err = int(df["error"].notna().sum()) if len(df) else 0
     print(f"{len(df)} rows in {args.out} ({n_err} with errors)")
     if args.export:
         print(f"exported to {export_collection(args.out, args.export)}")
+    return 0
+
+
+def _prompts(items):
+    if not items:
+        return None
+    out = {}
+    for item in items:
+        mode, sep, text = item.partition("=")
+        if not sep or not mode.strip():
+            raise CLIError(f"--prompt takes MODE=TEXT, got {item!r}.")
+        out[mode.strip()] = text
+    return out
+
+
+def cmd_derive(args) -> int:
+    path = Path(args.samples)
+    samples = load_samples(path) if path.is_dir() else read_samples(path)
+    prov = dict(samples.attrs.get("provenance", {}))
+    specs = [s for s in resolve_strategies(args.strategies) if s.derivable]
+    latency = args.latency
+    if latency == "auto":
+        latency = "calibrated" if path.is_dir() else "measured"
+    request_latency = None
+    if latency == "calibrated":
+        models = prov.get("latency_calibration", {}).get("models")
+        if not models:
+            raise CLIError(f"{args.samples} has no latency calibration; use --latency measured.")
+        request_latency = request_latency_model(models)
+    runs = derive_runs(samples, specs, score=args.score, request_latency=request_latency)
+    prov["derived"] = {"from": str(path), "strategies": [s.name for s in specs],
+                       "latency": latency, "score": args.score}
+    out = write_runs(runs, args.out, provenance=prov)
+    print(f"{len(runs)} rows of {len(specs)} strategies from {len(samples)} samples -> {out}")
     return 0

@@ -37,7 +37,7 @@ from .latency import latency_feature, latency_models, latest_calibration
 from .rows import beam_chunk, isolated_rows, pooled_chunk, timed_execute
 from .store import CollectionStore, collection_config, load_collection
 
-__all__ = ["collect", "split_strategy_names", "scorer_name"]
+__all__ = ["collect", "split_strategy_names", "scorer_name", "resolve_strategies"]
 
 logger = logging.getLogger("ttcrouter.collection")
 
@@ -127,7 +127,7 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
     check_scalar(chunk_size, "chunk_size", numbers.Integral, min_val=1)
     if latency not in ("calibrate", "isolated"):
         raise ValueError(f"latency must be 'calibrate' or 'isolated', got {latency!r}.")
-    specs = _resolve_strategies(strategies)
+    specs = resolve_strategies(strategies)
     parallel = [s for s in specs if s.derivable]  # pooled: derived from the samples
     beams = [s for s in specs if not s.derivable]
     max_n = max((s.n for s in parallel), default=0)
@@ -194,7 +194,9 @@ def split_strategy_names(text: str) -> list[str]:
     return names
 
 
-def _resolve_strategies(strategies) -> list:
+def resolve_strategies(strategies) -> list:
+    """Strategy specs from a list of specs or names, a comma list, ``"default"`` or
+    ``"extended"`` (see :func:`collect`); duplicates dropped."""
     if strategies is None or (isinstance(strategies, str) and strategies == "default"):
         return list(default_strategy_space())
     if isinstance(strategies, str) and strategies == "extended":
