@@ -209,3 +209,50 @@ def test_derive_command_writes_a_runs_table(tmp_path, capsys):
             ["strategy", "answer", "tokens"]], check_dtype=False)
     assert main(["derive", str(path), "--strategies", "majority_vote@n=2", "--out",
                  str(tmp_path / "r.parquet"), "--latency", "calibrated"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_live_adaptive_vote_on_the_real_engine_agrees_with_its_derived_rows(vllm_generator):
+    """The test of 'live and derived agree': an early-stopping vote runs for real (each round
+    one request of `batch` samples), its samples go into a samples table, and derive_runs on
+    that table stops after the same samples, returns the same answer and tokens, and with
+    measured request times gives the live latency (the sum of the rounds) within 5%."""
+    spec = AdaptiveVote(8, batch=2, threshold=0.75)
+    ex = StrategyExecutor(vllm_generator, max_tokens=24)
+    queries = ["What is 3 + 4?", "What is 6 times 7?", "What is 12 + 9?"]
+    results = [ex.execute(spec, q) for q in queries]  # isolated: latency is the query's own
+    assert all(r.ok for r in results)
+    rows = []
+    for k, res in enumerate(results):
+        assert len(res.candidates) % 2 == 0 and res.steps == len(res.candidates) // 2
+        assert res.tokens == sum(c.tokens for c in res.candidates) > 0
+        rows += samples_from_pool(res, query_id=k, gold=None, repeat=0)
+    derived = derive_runs(pd.DataFrame(rows), [spec])
+    assert derived["n_samples"].tolist() == [len(r.candidates) for r in results]
+    assert derived["answer"].tolist() == [r.answer for r in results]
+    assert derived["tokens"].tolist() == [r.tokens for r in results]
+    np.testing.assert_allclose(derived["latency_s"], [r.latency_s for r in results], rtol=0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.vllm
+def test_tiny_collection_keeps_samples_in_both_modes_and_resumes(vllm_generator, tmp_path):
+    from ttcrouter.collection import collect, load_samples
+    from ttcrouter.datasets import arithmetic
+
+    strats = ["majority_vote@n=1", "weighted_majority_vote@n=2", "adaptive_vote@n=4,b=2,t=1",
+              "majority_vote@n=2,mode=direct", "adaptive_vote@n=4,b=2,t=1,mode=direct"]
+    queries = arithmetic(2, seed=3)
+    ex = StrategyExecutor(vllm_generator, max_tokens=16)
+    out = tmp_path / "tiny"
+    first = collect(queries, strats, repeats=1, out=out, executor=ex, calibration_queries=1,
+                    progress=False)
+    assert len(first) == 2 * len(strats) and first["error"].isna().all()
+    assert len(load_samples(out)) == 2 * 1 * 2 * 4
+    parts = sorted(p.name for p in out.glob("*-*.parquet"))
+    more = collect(queries, strats, repeats=2, out=out, executor=ex, progress=False)
+    assert len(more) == 2 * len(strats) * 2
+    samples = load_samples(out)
+    assert len(samples) == 2 * 2 * 2 * 4 and set(samples["mode"]) == {"cot", "direct"}
+    assert set(parts) < {p.name for p in out.glob("*-*.parquet")}

@@ -133,7 +133,7 @@ def _add_collect_arguments(p):
                    help="comma list of strategy names, 'default' (15 strategies: one "
                    "sample once, the three voting methods at N=2..16, two beam searches) or "
                    "'extended' (default in both prompt modes plus 3 early-stopping votes "
-                   "each: 34)")
+                   "each: 34), 'extended-pooled' (extended without beam search: 32)")
     p.add_argument("--prompt", action="append", default=None, metavar="MODE=TEXT",
                    help="system prompt of a prompt mode (cot, direct) for this model; "
                    "repeatable")

@@ -72,7 +72,8 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
     strategies : list of Strategy or str, or "default" or "extended", optional
         The grid; None or ``"default"`` is :func:`~ttcrouter.strategies.default_strategy_space`,
         ``"extended"`` is ``default_strategy_space(modes=("cot", "direct"), adaptive=True)``
-        (both prompt modes and the early-stopping votes). A string is a comma list of names
+        (both prompt modes and the early-stopping votes), ``"extended-pooled"`` the same
+        without beam search (only what the pools give). A string is a comma list of names
         (:func:`split_strategy_names`).
     repeats : int, default=4
         Executions of each strategy on each query.
@@ -199,8 +200,9 @@ def resolve_strategies(strategies) -> list:
     ``"extended"`` (see :func:`collect`); duplicates dropped."""
     if strategies is None or (isinstance(strategies, str) and strategies == "default"):
         return list(default_strategy_space())
-    if isinstance(strategies, str) and strategies == "extended":
-        return list(default_strategy_space(modes=("cot", "direct"), adaptive=True))
+    if isinstance(strategies, str) and strategies in ("extended", "extended-pooled"):
+        space = default_strategy_space(modes=("cot", "direct"), adaptive=True)
+        return [s for s in space if s.derivable or strategies == "extended"]
     if isinstance(strategies, str):
         strategies = split_strategy_names(strategies)
     specs, seen = [], set()

@@ -2,8 +2,9 @@
 
 :class:`StrategyExecutor` runs any strategy whose spec class has a registered family
 (:mod:`ttcrouter.executors.search`): best-of-N, majority and weighted majority voting
-(``search/best_of_n.py``, ``search/majority_vote.py``) and beam search
-(``search/beam_search.py``). For a parallel family it draws ``n`` full samples per query in
+(``search/best_of_n.py``, ``search/majority_vote.py``), beam search
+(``search/beam_search.py``) and early-stopping votes (``search/adaptive_vote.py``). A
+strategy's prompt ``mode`` picks the system prompt (:meth:`StrategyExecutor.prompt_for`). For a parallel family it draws ``n`` full samples per query in
 one request, scores them when the family needs a reward model, and applies the family's
 selection rule; a family with its own ``run`` (beam search) generates through
 :meth:`StrategyExecutor.generate_isolated` and :meth:`StrategyExecutor.score_isolated`.
