@@ -229,6 +229,7 @@ class AdaptiveVote(Strategy):
 
     @property
     def name(self) -> str:
+        """Canonical name, e.g. ``adaptive_vote@n=16,b=4,t=0.75`` (``,mode=direct`` last)."""
         return (f"{self.method}@n={self.n},b={self.batch},t={self.threshold:g}"
                 + self.mode_suffix)
 
