@@ -256,3 +256,35 @@ def test_tiny_collection_keeps_samples_in_both_modes_and_resumes(vllm_generator,
     samples = load_samples(out)
     assert len(samples) == 2 * 2 * 2 * 4 and set(samples["mode"]) == {"cot", "direct"}
     assert set(parts) < {p.name for p in out.glob("*-*.parquet")}
+
+
+def test_derived_runs_of_the_extended_space_aggregate_and_fit_a_router():
+    """Runs with prompt modes and early-stopping votes pass through the runs-table contract,
+    aggregate_runs (strategy order: cot first, early-stopping votes after the other methods)
+    and a router."""
+    from sklearn.linear_model import LogisticRegression
+
+    from ttcrouter import UtilityRouter, aggregate_runs
+
+    rng = np.random.default_rng(0)
+    tables = []
+    for q in range(12):
+        for mode in ("cot", "direct"):
+            for r in range(2):
+                t = hand_table(mode).assign(query_id=f"q{q}", query=f"question {q}", repeat=r)
+                answers = rng.choice(["7", "5", None], size=8).tolist()
+                tables.append(t.assign(answer=answers,
+                                       correct=[int(a == "7") for a in answers]))
+    names = ["adaptive_vote@n=8,b=2,t=0.75", "majority_vote@n=4,mode=direct",
+             "majority_vote@n=1", "best_of_n@n=8", "adaptive_vote@n=8,b=4,t=0.5,mode=direct"]
+    runs = derive_runs(pd.concat(tables), names)
+    summary = aggregate_runs(runs)
+    assert summary.strategies == ["best_of_n@n=8", "majority_vote@n=1",
+                                  "adaptive_vote@n=8,b=2,t=0.75",
+                                  "majority_vote@n=4,mode=direct",
+                                  "adaptive_vote@n=8,b=4,t=0.5,mode=direct"]
+    X = rng.normal(size=(len(summary), 4))
+    router = UtilityRouter(probe=LogisticRegression(), lambda_tokens=1e-3).fit(
+        X, summary.Y, tokens=summary.T)
+    assert router.strategy_encoding_.shape[1] == 10
+    assert set(router.predict(X)) <= set(names)
