@@ -102,7 +102,9 @@ def validate_samples(samples: pd.DataFrame, *, copy: bool = True) -> pd.DataFram
     for col in ("gold", "answer", "finish_reason"):
         df[col] = pd.Series([None if pd.isna(v) else str(v) for v in df[col].astype(object)],
                             dtype=object)
-    _fail(df, ~df["mode"].isin(MODES), "mode", f"unknown prompt mode {df['mode'].iloc[0]!r}",
+    bad_mode = ~df["mode"].isin(MODES)
+    _fail(df, bad_mode, "mode", f"unknown prompt mode "
+          f"{df.loc[bad_mode, 'mode'].iloc[0] if bad_mode.any() else ''!r}",
           f"Use one of {', '.join(MODES)}.")
     for col in ("repeat", "sample", "tokens", "round", "prompt_tokens", "correct"):
         v = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=float)
