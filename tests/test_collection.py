@@ -509,7 +509,8 @@ def test_collect_keeps_every_sample_and_derives_the_rows_from_them(tmp_path):
     assert set(samples["mode"]) == {"cot", "direct"} and "score_logprob" in samples
     assert (samples["correct"] == (samples["answer"] == "7")).all()
     config = df.attrs["provenance"]["config"]
-    assert config["prompts"]["direct"] == ex.prompt_for("direct")
+    assert config["prompts"]["direct"]["system"] == ex.prompt_for("direct")
+    assert config["prompts"]["direct"]["prefix"] == "Answer:"
 
     models = df.attrs["provenance"]["latency_calibration"]["models"]
     from ttcrouter.collection.latency import request_latency_model

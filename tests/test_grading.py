@@ -107,7 +107,11 @@ def test_is_correct_thread_safe():
 
 
 @pytest.mark.parametrize("mode, text, answer", [
-    # direct: the final answer alone, as the direct prompt asks, or a bare number
+    # direct: the continuation of the assistant prefix "Answer:", or the answer line or a
+    # bare number when a model's direct prompt has no prefix
+    ("direct", " 12", "12"),
+    ("direct", " -3.", "-3"),
+    ("direct", " 1,200", "1200"),
     ("direct", "Answer: 12", "12"),
     ("direct", "12", "12"),
     ("direct", "The answer is 12.", "12"),
@@ -120,5 +124,5 @@ def test_answer_extraction_of_each_prompt_mode(mode, text, answer):
     from ttcrouter.executors.base import DEFAULT_PROMPTS
     from ttcrouter.grading import normalize_answer
 
-    assert "Answer: <number>" in DEFAULT_PROMPTS[mode]
+    assert "Answer: <number>" in DEFAULT_PROMPTS[mode].system
     assert normalize_answer(extract_answer(text)) == answer

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from ttcrouter.executors import StrategyExecutor
-from ttcrouter.executors.base import DEFAULT_PROMPTS, Completion, Generator
+from ttcrouter.executors.base import DEFAULT_PROMPTS, Completion, Generator, PromptMode
 from ttcrouter.executors.search.adaptive_vote import adaptive_prefix, should_stop
 from ttcrouter.runs import validate_runs
 from ttcrouter.samples import (SAMPLE_COLUMNS, SamplesTableError, derive_runs, read_samples,
@@ -144,6 +144,7 @@ class ScriptedGenerator(Generator):
 
     def _generate(self, requests, *, n, temperature, top_p, max_tokens, stop, logprobs):
         self.calls.append((self.system_prompt, n, len(requests)))
+        self.asked = (requests[0].prefix, max_tokens, stop)
         out = []
         for r in requests:
             answers = [self.scripts[r.query].pop(0) for _ in range(n)]
@@ -178,14 +179,21 @@ def test_live_adaptive_vote_and_derived_rows_agree_on_the_same_samples():
 
 
 def test_prompt_modes_pick_their_system_prompt():
-    gen = ScriptedGenerator({"q": ["2"] * 8})
+    gen = ScriptedGenerator({"q": ["2"] * 12})
     ex = StrategyExecutor(gen)
     ex.execute(parse_strategy("majority_vote@n=2,mode=direct"), "q")
+    # direct: the answer starts at once (assistant prefix), one short line
+    assert gen.asked == ("Answer:", 12, ["\n"])
     ex.execute("majority_vote@n=2", "q")
+    assert gen.asked == ("", ex.max_tokens, [])
     custom = StrategyExecutor(gen, prompts={"direct": "Just the number."})
     custom.execute(MajorityVote(2, mode="direct"), "q")
-    assert [c[0] for c in gen.calls] == [DEFAULT_PROMPTS["direct"], "cot prompt",
-                                         "Just the number."]
+    assert gen.asked[0] == "Answer:"  # a string replaces the system prompt only
+    bare = StrategyExecutor(gen, prompts={"direct": PromptMode("Number:", max_tokens=4)})
+    bare.execute(AdaptiveVote(2, batch=2, mode="direct"), "q")
+    assert gen.asked == ("", 4, [])
+    assert [c[0] for c in gen.calls] == [DEFAULT_PROMPTS["direct"].system, "cot prompt",
+                                         "Just the number.", "Number:"]
     assert gen.system_prompt == "cot prompt"
     assert math.isfinite(ex.sample_pool(["q"], 2, mode="direct")[0].candidates[0]
                          .request_latency_s)

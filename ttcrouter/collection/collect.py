@@ -15,6 +15,7 @@ stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import numbers
 import os
@@ -152,7 +153,8 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
     config = collection_config(queries, specs, pool_size, seed, latency, executor)
     modes = list(dict.fromkeys(s.mode for s in specs))
     if modes != ["cot"]:  # cot-only configurations stay as before, so they resume
-        config["prompts"] = {m: executor.prompt_for(m) for m in modes}
+        config["prompts"] = {m: {**dataclasses.asdict(executor.prompt_mode(m)),
+                                 "stop": list(executor.prompt_mode(m).stop)} for m in modes}
     store.lock()
     try:
         store.cleanup_tmp()

@@ -19,13 +19,14 @@ beam pool.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import numbers
 import time
 
 from sklearn.utils import check_scalar
 
 from ..strategies import Strategy, as_strategy
-from .base import DEFAULT_PROMPTS, GenerationRequest
+from .base import DEFAULT_PROMPTS, GenerationRequest, PromptMode
 from .results import Candidate, CandidatePool, ExecutionResult
 from .scoring import AGGREGATIONS, LogprobScorer, ScoreResult, aggregate_step_scores
 # Importing a family module registers it; every built-in family is imported here, so the
@@ -91,9 +92,12 @@ class StrategyExecutor:
         share the generator between threads then). It is the prompt of the default ``cot``
         mode.
     prompts : dict or None, default=None
-        Prompt mode -> system prompt, for the strategies' ``mode``; modes it lacks take
-        ``system_prompt`` (``cot``; None: the generator's own, ``DEFAULT_SYSTEM_PROMPT``)
-        or :data:`~ttcrouter.executors.base.DEFAULT_PROMPTS` (``direct``). Set it per model.
+        Prompt mode -> system prompt (str) or :class:`~ttcrouter.executors.base.PromptMode`
+        (system prompt, assistant prefix, token cap, stop strings), for the strategies'
+        ``mode``; modes it lacks take ``system_prompt`` (``cot``; None: the generator's own,
+        ``DEFAULT_SYSTEM_PROMPT``) or :data:`~ttcrouter.executors.base.DEFAULT_PROMPTS`
+        (``direct``: its system prompt, the prefix ``"Answer:"``, 12 tokens, one line). Set
+        it per model.
     """
 
     def __init__(
@@ -166,16 +170,31 @@ class StrategyExecutor:
         """Why each unusable query (empty, not a string) cannot run: ``{index: reason}``."""
         return {i: why for i, why in enumerate(map(self._check_query, queries)) if why}
 
-    def prompt_for(self, mode: str = "cot") -> str | None:
-        """The system prompt of prompt ``mode`` (None: the generator's own)."""
+    def prompt_mode(self, mode: str = "cot") -> PromptMode:
+        """How prompt ``mode`` asks (:class:`~ttcrouter.executors.base.PromptMode`)."""
         if self.prompts is not None and mode in self.prompts:
-            return self.prompts[mode]
+            got = self.prompts[mode]
+            if isinstance(got, PromptMode):
+                return got
+            # a string replaces the system prompt and keeps the rest of the mode's default
+            return (dataclasses.replace(DEFAULT_PROMPTS[mode], system=got)
+                    if mode in DEFAULT_PROMPTS and mode != "cot" else PromptMode(got))
         if mode == "cot":
-            return self.system_prompt
+            return PromptMode(self.system_prompt)
         if mode not in DEFAULT_PROMPTS:
             raise ValueError(f"No system prompt for prompt mode {mode!r}; pass "
                              f"StrategyExecutor(prompts={{{mode!r}: ...}}).")
         return DEFAULT_PROMPTS[mode]
+
+    def prompt_for(self, mode: str = "cot") -> str | None:
+        """The system prompt of prompt ``mode`` (None: the generator's own)."""
+        return self.prompt_mode(mode).system
+
+    def mode_request(self, query: str, mode: str = "cot") -> tuple:
+        """``(GenerationRequest, max_tokens, stop)`` of one full sample in prompt ``mode``."""
+        pm = self.prompt_mode(mode)
+        return (GenerationRequest(query, prefix=pm.prefix),
+                min(pm.max_tokens or self.max_tokens, self.max_tokens), list(pm.stop) or None)
 
     @contextlib.contextmanager
     def using_system_prompt(self, mode: str = "cot"):
@@ -302,10 +321,11 @@ class StrategyExecutor:
         valid = [i for i in range(len(queries)) if i not in errors]
         want_logprobs = bool(score and getattr(self.scorer_, "uses_logprobs", False))
         start = time.perf_counter()
+        _, max_tokens, stop = self.mode_request("", mode)
         with self.using_system_prompt(mode):
             comps = self.generate_isolated(
-                [GenerationRequest(queries[i]) for i in valid], valid, errors,
-                n=n, max_tokens=self.max_tokens, logprobs=want_logprobs,
+                [self.mode_request(queries[i], mode)[0] for i in valid], valid, errors,
+                n=n, max_tokens=max_tokens, stop=stop, logprobs=want_logprobs,
             )
         generation_s = time.perf_counter() - start
         pools: dict[int, CandidatePool] = {}

@@ -21,7 +21,6 @@ import time
 from typing import Sequence
 
 from ...strategies import AdaptiveVote
-from ..base import GenerationRequest
 from ..results import Candidate, ExecutionResult
 from . import register
 from .majority_vote import vote
@@ -87,6 +86,7 @@ class AdaptiveVoteSearch:
         records its ``round`` and the wall time of that round's call
         (``request_latency_s``).
         """
+        _, max_tokens, stop = executor.mode_request("", strategy.mode)
         errors = executor.query_errors(queries)
         live = [i for i in range(len(queries)) if i not in errors]
         cands = {i: [] for i in live}
@@ -106,8 +106,8 @@ class AdaptiveVoteSearch:
                     break
                 t0 = time.perf_counter()
                 comps = executor.generate_isolated(
-                    [GenerationRequest(queries[i]) for i in active], active, errors,
-                    n=strategy.batch, max_tokens=executor.max_tokens)
+                    [executor.mode_request(queries[i], strategy.mode)[0] for i in active],
+                    active, errors, n=strategy.batch, max_tokens=max_tokens, stop=stop)
                 wall = time.perf_counter() - t0
                 for i, cs in zip(active, comps):
                     latency[i] += wall
