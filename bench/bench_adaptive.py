@@ -102,6 +102,9 @@ def main(argv=None):
     # the re-collection: 400 queries, 4 repeats, both modes, pools of 16
     chunks = -(-400 // args.chunk)
     pool_s = chunks * 4 * sum(m[0] for m in modes.values())
+    # extended-pooled: 26 parallel strategies and 6 early-stopping votes, each timed alone on
+    # 3 calibration queries (a vote's isolated time is about its live time here)
+    cal_s = 3 * (26 * statistics.mean(ys) + 6 * statistics.mean(live))
     lines = [
         "# Early-stopping votes and prompt modes: latency model and collection time", "",
         f"Command: `python bench/bench_adaptive.py --queries {args.queries} --calibration "
@@ -133,9 +136,11 @@ def main(argv=None):
         f"Estimated pools of the re-collection (400 queries, 4 repeats, both modes, pools of "
         f"16, max_tokens {args.max_tokens}): {chunks} chunks x 4 repeats x "
         f"({' + '.join(f'{m[0]:.0f}' for m in modes.values())} s) = **{pool_s / 3600:.1f} h** "
-        "on this machine under this load, plus the latency calibration (34 strategies, each "
-        "timed alone on each calibration query: about 34 x 3 x 3 s = 5 min with "
-        "`--calibration-queries 3`). Beam search rows are carried over, not re-run.", "",
+        f"on this machine under this load, plus the latency calibration of the 32 pooled "
+        f"strategies on 3 queries (3 x (26 x {statistics.mean(ys):.1f} s + 6 x "
+        f"{statistics.mean(live):.1f} s) = {cal_s / 60:.0f} min): about "
+        f"**{(pool_s + cal_s) / 3600:.1f} h** in all. Beam search rows are carried over, not "
+        "re-run.", "",
     ]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
