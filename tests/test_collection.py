@@ -533,3 +533,29 @@ def test_collect_keeps_every_sample_and_derives_the_rows_from_them(tmp_path):
     parts = sorted(p.name for p in out.glob("*.parquet") if p != orphan)
     collect(queries, strats, repeats=2, out=out, executor=ex, progress=False)
     assert not orphan.exists() and sorted(p.name for p in out.glob("*.parquet")) == parts
+
+
+def test_a_new_calibration_re_derives_early_stopping_rows_from_their_samples(tmp_path):
+    from ttcrouter.collection import load_samples
+    from ttcrouter.collection.latency import request_latency_model
+    from ttcrouter.executors import StrategyExecutor
+    from ttcrouter.samples import derive_runs
+
+    queries = pd.DataFrame({"query_id": ["a", "b"], "query": ["1+6?", "3+4?"],
+                            "gold": ["7", "7"]})
+    strats = ["majority_vote@n=2", "adaptive_vote@n=4,b=2,t=1"]
+    ex = StrategyExecutor(RandomAnswers(1), max_tokens=8)
+    out = tmp_path / "c"
+    collect(queries, strats, repeats=1, out=out, executor=ex, calibration_queries=1,
+            progress=False)
+    # a later calibration that says every request takes 10 s longer
+    cal = pd.read_parquet(out / "_calibration.parquet")
+    later = cal.assign(calibration=1, latency_s=cal["latency_s"] + 10.0)
+    pd.concat([cal, later]).to_parquet(out / "_calibration.parquet")
+    df = load_collection(out)
+    models = latency_models(later)
+    want = derive_runs(load_samples(out), ["adaptive_vote@n=4,b=2,t=1"],
+                       request_latency=request_latency_model(models))
+    got = df[df["strategy"] == "adaptive_vote@n=4,b=2,t=1"].sort_values("query_id")
+    np.testing.assert_allclose(got["latency_s"], want.sort_values("query_id")["latency_s"])
+    assert (got["latency_s"] > 10).all()

@@ -48,8 +48,9 @@ from ..atomic import atomic_path, remove_temporaries, write_atomic
 from ..lifetime import live_engine_pids, record_engine_pids
 from ..provenance import describe
 from ..runs import RUN_COLUMNS, read_runs, validate_runs, write_runs
-from ..samples import validate_samples
-from .latency import apply_calibration, latency_models, latest_calibration
+from ..samples import derive_runs, validate_samples
+from .latency import (apply_calibration, latency_models, latest_calibration,
+                      request_latency_model)
 
 __all__ = ["FORMAT", "COLUMNS", "CollectionConfigError", "CollectionStore", "config_diff",
            "collection_config", "load_collection", "export_collection", "load_samples"]
@@ -335,13 +336,32 @@ def load_collection(out, *, validate: bool = True) -> pd.DataFrame:
           else pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS}))
     cal = latest_calibration(store.read_calibration())
     if len(df) and cal is not None and len(cal):
-        df = apply_calibration(df, latency_models(cal))
+        models = latency_models(cal)
+        df = apply_calibration(df, models)
+        _rederive_rounds(store, df, models)
     if validate and len(df):
         df = validate_runs(df, copy=False)
     prov = store.read_provenance()
     prov["config"] = store.read_config()
     df.attrs["provenance"] = prov
     return df
+
+
+def _rederive_rounds(store: CollectionStore, df: pd.DataFrame, models: dict) -> None:
+    """Latency of the early-stopping rows (``latency_source == "rounds"``) from the newest
+    calibration: their rounds re-derived from the kept samples, ``df`` changed in place."""
+    rows = (df["latency_source"] == "rounds").to_numpy()
+    if not rows.any() or not store.sample_parts():
+        return
+    names = list(pd.unique(df.loc[rows, "strategy"]))
+    samples = pd.concat([pd.read_parquet(p) for p in store.sample_parts()], ignore_index=True)
+    derived = derive_runs(samples, names, request_latency=request_latency_model(models))
+    key = ["query_id", "strategy", "repeat"]
+    latency = derived.set_index(key)["latency_s"]
+    index = pd.MultiIndex.from_frame(df.loc[rows, key].astype({"repeat": "int64"}))
+    new = latency.reindex(index).to_numpy()
+    keep = ~pd.isna(new)
+    df.loc[df.index[rows][keep], "latency_s"] = new[keep]
 
 
 def load_samples(out, *, validate: bool = True) -> pd.DataFrame:
