@@ -100,7 +100,8 @@ class Strategy:
         return f"{self.method}@n={self.n}{self.mode_suffix}"
 
     def encode(self) -> np.ndarray:
-        """Numeric features: method one-hot, log2(n), beam width."""
+        """Numeric features of this strategy alone (``encode_strategies([self])``: the scheme
+        it needs; encode a whole space with :func:`encode_strategies`)."""
         return encode_strategies([self])[0]
 
     def __str__(self) -> str:
