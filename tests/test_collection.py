@@ -462,3 +462,100 @@ def test_make_executor_builds_without_starting_an_engine():
     assert (ex.generator.seed, ex.generator.max_model_len) == (3, 512)
     assert ex.generator.enforce_eager is False
     assert make_executor("vllm", scorer=None).scorer is None
+
+
+class RandomAnswers:
+    """A seeded stand-in generator: sample answers drawn from a few numbers, 3-9 tokens."""
+
+    backend = "random"
+    model_name = "random-answers"
+
+    def __init__(self, seed=0):
+        self.rng = np.random.default_rng(seed)
+        self.system_prompt = "cot"
+        self.prompts_seen = []
+
+    def generate(self, requests, *, n, temperature, top_p, max_tokens, stop, logprobs):
+        from ttcrouter.executors.base import Completion
+
+        self.prompts_seen.append(self.system_prompt)
+        return [[Completion(f"Answer: {self.rng.integers(6, 9)}", int(self.rng.integers(3, 10)),
+                            prompt_tokens=12, logprobs=[-0.1] * 3 if logprobs else None)
+                 for _ in range(n)] for _ in requests]
+
+
+def test_collect_keeps_every_sample_and_derives_the_rows_from_them(tmp_path):
+    """Both prompt modes and an early-stopping vote on a stand-in generator: the samples
+    sit beside the rows, derive_runs on them gives the rows back, a resume adds nothing, and
+    a samples file whose part never landed is removed and never read."""
+    from ttcrouter.collection import load_samples
+    from ttcrouter.executors import StrategyExecutor
+    from ttcrouter.samples import derive_runs
+
+    queries = pd.DataFrame({"query_id": ["a", "b", "c"], "query": ["1+6?", "3+4?", "2+5?"],
+                            "gold": ["7", "7", "7"]})
+    strats = ["majority_vote@n=1", "majority_vote@n=4", "best_of_n@n=4",
+              "adaptive_vote@n=4,b=2,t=1", "majority_vote@n=4,mode=direct",
+              "adaptive_vote@n=4,b=2,t=1,mode=direct"]
+    gen = RandomAnswers()
+    ex = StrategyExecutor(gen, max_tokens=8)
+    out = tmp_path / "c"
+    df = collect(queries, strats, repeats=2, out=out, executor=ex, chunk_size=2,
+                 calibration_queries=1, progress=False)
+    assert len(df) == 3 * len(strats) * 2 and df["error"].isna().all()
+    assert set(gen.prompts_seen) == {"cot", ex.prompt_for("direct")}
+    samples = load_samples(out)
+    assert len(samples) == 3 * 2 * 2 * 4  # queries x repeats x modes x pool of 4
+    assert set(samples["mode"]) == {"cot", "direct"} and "score_logprob" in samples
+    assert (samples["correct"] == (samples["answer"] == "7")).all()
+    config = df.attrs["provenance"]["config"]
+    assert config["prompts"]["direct"]["system"] == ex.prompt_for("direct")
+    assert config["prompts"]["direct"]["prefix"] == "Answer:"
+
+    models = df.attrs["provenance"]["latency_calibration"]["models"]
+    from ttcrouter.collection.latency import request_latency_model
+
+    again = derive_runs(samples, strats, request_latency=request_latency_model(models))
+    key = ["query_id", "strategy", "repeat"]
+    got = df.set_index(key).sort_index()
+    want = again.set_index(key).sort_index()
+    for col in ("answer", "correct", "tokens", "n_samples", "prompt_tokens"):
+        assert got[col].tolist() == want[col].tolist(), col
+    np.testing.assert_allclose(got["latency_s"], want["latency_s"])
+    ada = df[df["strategy"] == "adaptive_vote@n=4,b=2,t=1"]
+    assert set(ada["n_samples"]) <= {2, 4} and set(ada["latency_source"]) == {"rounds"}
+
+    # a samples file without its part (killed between the two writes) is never read and is
+    # removed by the next run, which writes nothing new
+    orphan = out / "samples-99999999999999999999-1-abcdef.parquet"
+    orphan.write_bytes((out / next(p.name for p in out.glob("samples-*"))).read_bytes())
+    assert len(load_samples(out)) == len(samples)
+    parts = sorted(p.name for p in out.glob("*.parquet") if p != orphan)
+    collect(queries, strats, repeats=2, out=out, executor=ex, progress=False)
+    assert not orphan.exists() and sorted(p.name for p in out.glob("*.parquet")) == parts
+
+
+def test_a_new_calibration_re_derives_early_stopping_rows_from_their_samples(tmp_path):
+    from ttcrouter.collection import load_samples
+    from ttcrouter.collection.latency import request_latency_model
+    from ttcrouter.executors import StrategyExecutor
+    from ttcrouter.samples import derive_runs
+
+    queries = pd.DataFrame({"query_id": ["a", "b"], "query": ["1+6?", "3+4?"],
+                            "gold": ["7", "7"]})
+    strats = ["majority_vote@n=2", "adaptive_vote@n=4,b=2,t=1"]
+    ex = StrategyExecutor(RandomAnswers(1), max_tokens=8)
+    out = tmp_path / "c"
+    collect(queries, strats, repeats=1, out=out, executor=ex, calibration_queries=1,
+            progress=False)
+    # a later calibration that says every request takes 10 s longer
+    cal = pd.read_parquet(out / "_calibration.parquet")
+    later = cal.assign(calibration=1, latency_s=cal["latency_s"] + 10.0)
+    pd.concat([cal, later]).to_parquet(out / "_calibration.parquet")
+    df = load_collection(out)
+    models = latency_models(later)
+    want = derive_runs(load_samples(out), ["adaptive_vote@n=4,b=2,t=1"],
+                       request_latency=request_latency_model(models))
+    got = df[df["strategy"] == "adaptive_vote@n=4,b=2,t=1"].sort_values("query_id")
+    np.testing.assert_allclose(got["latency_s"], want.sort_values("query_id")["latency_s"])
+    assert (got["latency_s"] > 10).all()

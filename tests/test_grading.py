@@ -104,3 +104,25 @@ def test_is_correct_thread_safe():
     with ThreadPoolExecutor(max_workers=4) as pool:
         got = list(pool.map(lambda c: is_correct(c[0], c[1]), cases))
     assert got == [c[2] for c in cases]
+
+
+@pytest.mark.parametrize("mode, text, answer", [
+    # direct: the continuation of the assistant prefix "Answer:", or the answer line or a
+    # bare number when a model's direct prompt has no prefix
+    ("direct", " 12", "12"),
+    ("direct", " -3.", "-3"),
+    ("direct", " 1,200", "1200"),
+    ("direct", "Answer: 12", "12"),
+    ("direct", "12", "12"),
+    ("direct", "The answer is 12.", "12"),
+    ("direct", "Answer: 1,200", "1200"),
+    # cot: steps, then the answer line the cot prompt asks for
+    ("cot", "3 + 4 = 7\n7 * 2 = 14\nAnswer: 14", "14"),
+    ("cot", "First, 6 times 7 is 42.\nSo the result is 42", "42"),
+])
+def test_answer_extraction_of_each_prompt_mode(mode, text, answer):
+    from ttcrouter.executors.base import DEFAULT_PROMPTS
+    from ttcrouter.grading import normalize_answer
+
+    assert "Answer: <number>" in DEFAULT_PROMPTS[mode].system
+    assert normalize_answer(extract_answer(text)) == answer

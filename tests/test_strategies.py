@@ -5,7 +5,8 @@ import pytest
 
 from ttcrouter import (BeamSearch, BestOfN, MajorityVote, WeightedMajorityVote,
                        default_strategy_space, encode_strategies, parse_strategy)
-from ttcrouter.strategies import METHODS, Strategy, as_strategy
+from ttcrouter.strategies import (EXTRA_ENCODING, METHODS, AdaptiveVote, Strategy, as_strategy,
+                                  encoding_scheme)
 
 
 @pytest.mark.parametrize("spec, name", [
@@ -67,8 +68,12 @@ def test_non_integer_n_is_rejected():
 @pytest.mark.parametrize("name, match", [
     ("best_of_n", "expected 'method@n=N'"),
     ("self_consistency@n=4", "Unknown strategy method"),
-    ("best_of_n@n=four", "key=integer"),
-    ("best_of_n@n=4,w=2", "takes only n"),
+    ("best_of_n@n=four", "takes mode, n"),
+    ("best_of_n@n=4,w=2", "takes mode, n"),
+    ("majority_vote@n=4,b=2", "takes mode, n"),
+    ("majority_vote@n=4,mode=loud", "mode must be one of"),
+    ("adaptive_vote@n=16,b=3", "must divide"),
+    ("adaptive_vote@n=16,b=4,t=1.5", r"in \(0, 1\]"),
     ("beam_search@w=2", "lacks n"),
     ("beam_search@n=6,w=4", "must divide"),
 ])
@@ -94,9 +99,77 @@ def test_encoding_layout():
 def test_default_space():
     space = default_strategy_space()
     names = [s.name for s in space]
-    assert len(space) == 17 and len(set(names)) == 17
+    # one sample is one execution: held once, as majority_vote@n=1
+    assert len(space) == 15 and len(set(names)) == 15
+    assert "majority_vote@n=1" in names and "best_of_n@n=1" not in names
+    assert "weighted_majority_vote@n=1" not in names
+    old = [s.name for s in default_strategy_space(single_sample_once=False)]
+    assert len(old) == 17 and {"best_of_n@n=1", "weighted_majority_vote@n=1"} <= set(old)
     assert "beam_search@n=8,w=4" in names and "weighted_majority_vote@n=16" in names
     assert all(parse_strategy(n) == s for n, s in zip(names, space))
     small = default_strategy_space(max_n=4)
     assert max(s.n for s in small) == 4
     assert {s.method for s in small} == set(METHODS)
+
+
+@pytest.mark.parametrize("spec, name", [
+    (MajorityVote(4, mode="direct"), "majority_vote@n=4,mode=direct"),
+    (MajorityVote(4, mode="cot"), "majority_vote@n=4"),
+    (BeamSearch(8, 4, mode="direct"), "beam_search@n=8,w=4,mode=direct"),
+    (AdaptiveVote(16), "adaptive_vote@n=16,b=4,t=0.75"),
+    (AdaptiveVote(16, batch=2, threshold=1, mode="direct"),
+     "adaptive_vote@n=16,b=2,t=1,mode=direct"),
+    (AdaptiveVote(12, batch=3, threshold=0.6), "adaptive_vote@n=12,b=3,t=0.6"),
+])
+def test_modes_and_adaptive_votes_round_trip(spec, name):
+    assert spec.name == name and parse_strategy(name) == spec
+    assert parse_strategy(name).name == name
+
+
+def test_default_mode_keeps_old_names_and_positional_arguments():
+    assert BeamSearch(8, 4) == BeamSearch(n=8, beam_width=4, mode="cot")
+    assert parse_strategy("majority_vote@n=8,mode=cot").name == "majority_vote@n=8"
+    assert AdaptiveVote(16).max_rounds == 4 and not AdaptiveVote(16).parallel
+
+
+def test_extended_space_holds_both_modes_and_early_stopping():
+    space = default_strategy_space(modes=("cot", "direct"), adaptive=True)
+    names = [s.name for s in space]
+    assert len(names) == len(set(names)) == 2 * 16 + 2
+    assert "adaptive_vote@n=16,b=4,t=0.75,mode=direct" in names
+    assert sum(s.method == "beam_search" for s in space) == 2
+
+
+def test_encoding_scheme_1_is_unchanged_and_scheme_2_appends_columns():
+    old = ["best_of_n@n=1", MajorityVote(8), BeamSearch(16, 4)]
+    assert encoding_scheme(old) == 1
+    wide = encode_strategies(old + [MajorityVote(8, mode="direct"),
+                                    AdaptiveVote(16, batch=4, threshold=0.5)])
+    assert wide.shape == (5, len(METHODS) + 2 + len(EXTRA_ENCODING))
+    # scheme 2's first columns are scheme 1 for the strategies scheme 1 can encode
+    np.testing.assert_array_equal(wide[:3, :len(METHODS) + 2], encode_strategies(old))
+    np.testing.assert_array_equal(wide[:3, len(METHODS) + 2:], 0)
+    np.testing.assert_array_equal(wide[3], [0, 1, 0, 0, 3, 1, 0, 0, 0, 1])
+    np.testing.assert_array_equal(wide[4], [0, 0, 0, 0, 4, 1, 1, 2, 0.5, 0])
+    with pytest.raises(ValueError, match="scheme 2"):
+        encode_strategies([AdaptiveVote(16)], scheme=1)
+
+
+def test_router_records_the_encoding_it_was_fitted_on():
+    """Old spaces keep the 6-column encoding (old router files hold probes of that width and
+    predict as before: tests/test_persistence.py); a space with a direct mode or an
+    early-stopping vote gets the wider one, kept in the fitted router."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from ttcrouter import UtilityRouter
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    for names, width in ((["majority_vote@n=1", "majority_vote@n=4"], len(METHODS) + 2),
+                         (["majority_vote@n=1", "majority_vote@n=1,mode=direct",
+                           "adaptive_vote@n=16,b=4,t=0.75"], len(METHODS) + 6)):
+        Y = pd.DataFrame(rng.uniform(size=(40, len(names))), columns=names)
+        router = UtilityRouter(probe=LogisticRegression()).fit(X, Y)
+        assert router.strategy_encoding_.shape == (len(names), width)
+        assert set(router.predict(X)) <= set(names)

@@ -10,13 +10,13 @@ from ttcrouter.synthetic import DIFFICULTIES, make_synthetic_runs
 def test_valid_runs_table_with_provenance():
     runs, truth = make_synthetic_runs(30, repeats=3, random_state=0, return_truth=True)
     validate_runs(runs)
-    n_s = len(default_strategy_space())
+    n_s = len(default_strategy_space(single_sample_once=False))
     assert len(runs) == 30 * n_s * 3
     assert runs.attrs["provenance"]["synthetic"] is True
     assert "SYNTHETIC" in make_synthetic_runs.__doc__
     assert truth.accuracy.shape == (30, n_s)
     assert set(truth.difficulty) <= set(DIFFICULTIES)
-    assert list(truth.accuracy.columns) == [s.name for s in default_strategy_space()]
+    assert list(truth.accuracy.columns) == [s.name for s in default_strategy_space(single_sample_once=False)]
     assert ((truth.accuracy >= 0) & (truth.accuracy <= 1)).all().all()
 
 

@@ -1,8 +1,8 @@
 """ttcrouter: latency- and token-aware routing between test-time-compute strategies.
 
 For each query, :class:`UtilityRouter` predicts the accuracy of every candidate strategy
-(best-of-N, majority voting, weighted majority voting, PRM-guided beam search at several
-budgets) and picks ``argmax_s a_s(x) - lambda_tokens * T_s - lambda_latency * L_s``.
+(best-of-N, majority voting, weighted majority voting, PRM-guided beam search, early-stopping
+votes, at several budgets and prompt modes) and picks ``argmax_s a_s(x) - lambda_tokens * T_s - lambda_latency * L_s``.
 The executors in :mod:`ttcrouter.executors` then run the chosen strategy on a real model.
 
 Public names are imported lazily, so ``import ttcrouter`` stays light and never imports
@@ -21,6 +21,7 @@ _EXPORTS = {
     "MajorityVote": "strategies",
     "WeightedMajorityVote": "strategies",
     "BeamSearch": "strategies",
+    "AdaptiveVote": "strategies",
     "parse_strategy": "strategies",
     "encode_strategies": "strategies",
     "default_strategy_space": "strategies",
@@ -33,6 +34,12 @@ _EXPORTS = {
     "aggregate_runs": "runs",
     "split_queries": "runs",
     "train_test_split_runs": "runs",
+    # samples table
+    "SamplesTableError": "samples",
+    "validate_samples": "samples",
+    "read_samples": "samples",
+    "write_samples": "samples",
+    "derive_runs": "samples",
     # estimators
     "EmbeddingTransformer": "embedding",
     "ProbeClassifier": "probe",
@@ -67,6 +74,7 @@ _EXPORTS = {
     "load_jsonl": "datasets",
     "collect": "collection",
     "load_collection": "collection",
+    "load_samples": "collection",
     "export_collection": "collection",
     # evaluation and serving
     "evaluate": "evaluation",

@@ -106,8 +106,9 @@ def share(text) -> float:
 
 
 def strategy_names(text) -> str:
-    """A comma list of canonical strategy names (``default`` too), each checked to parse."""
-    if text.strip() == "default":
+    """A comma list of canonical strategy names (or ``default``, ``extended``,
+    ``extended-pooled``), each checked to parse."""
+    if text.strip() in ("default", "extended", "extended-pooled"):
         return text
     names = split_strategy_names(text)
     if not names:
@@ -231,7 +232,8 @@ def _route(args) -> None:
 def _collect(args) -> None:
     if args.backend == "openai" and not args.base_url:
         raise UsageError("The openai backend needs --base-url (e.g. http://127.0.0.1:8000/v1).")
-    if args.strategies != "default" and args.pool_size is not None:
+    if args.strategies not in ("default", "extended", "extended-pooled") and (
+            args.pool_size is not None):
         specs = [parse_strategy(n) for n in split_strategy_names(args.strategies)]
         largest = max((s.n for s in specs if s.parallel), default=0)
         if args.pool_size < largest:
@@ -260,7 +262,14 @@ def _serve(args) -> None:
             raise UsageError(f"--model: {exc}") from None
 
 
-_RULES = {"fit": _fit, "evaluate": _evaluate, "demo": _evaluate, "route": _route,
+def _derive(args) -> None:
+    _existing(args.samples, "samples table or collection")
+    if Path(args.out).suffix not in (".parquet", ".jsonl"):
+        raise UsageError(f"--out {args.out!r}: give a .parquet or .jsonl file.")
+    _writable_file(args.out, "--out")
+
+
+_RULES = {"fit": _fit, "derive": _derive, "evaluate": _evaluate, "demo": _evaluate, "route": _route,
           "collect": _collect, "serve": _serve}
 
 

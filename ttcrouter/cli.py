@@ -1,4 +1,4 @@
-"""Command line: parse ``ttcrouter collect | fit | evaluate | demo | route | serve``, set up logging, dispatch.
+"""Command line: parse ``ttcrouter collect | derive | fit | evaluate | demo | route | serve``, set up logging, dispatch.
 
 stdout carries results only (a report summary, one JSON object per routed question with
 ``--json``); every message goes through :mod:`logging` to stderr, vLLM's engine logs
@@ -119,8 +119,9 @@ cmd_fit = _command("cmd_fit")
 cmd_evaluate = _command("cmd_evaluate")
 cmd_demo = _command("cmd_demo")
 cmd_route = _command("cmd_route")
-cmd_collect = _command("cmd_collect")
+cmd_collect = _command("cmd_collect", "ttcrouter.collection.command")
 cmd_serve = _command("cmd_serve", "ttcrouter.server.command")
+cmd_derive = _command("cmd_derive", "ttcrouter.collection.command")
 
 
 # ---------------------------------------------------------------------------------------
@@ -131,7 +132,13 @@ def _add_collect_arguments(p):
     p.add_argument("dataset", type=dataset_spec, help="'arithmetic:N', 'gsm:N' or a JSONL file "
                    "(GSM8K, NuminaMath-CoT or {question, gold} records)")
     p.add_argument("--strategies", type=strategy_names, default="default",
-                   help="comma list of strategy names, or 'default' (17 strategies)")
+                   help="comma list of strategy names, 'default' (15 strategies: one "
+                   "sample once, the three voting methods at N=2..16, two beam searches) or "
+                   "'extended' (default in both prompt modes plus 3 early-stopping votes "
+                   "each: 34), 'extended-pooled' (extended without beam search: 32)")
+    p.add_argument("--prompt", action="append", default=None, metavar="MODE=TEXT",
+                   help="system prompt of a prompt mode (cot, direct) for this model; "
+                   "repeatable")
     p.add_argument("--repeats", type=positive_int, default=4)
     p.add_argument("--backend", choices=("vllm", "openai", "transformers"), default="vllm")
     p.add_argument("--model", default=None,
@@ -390,6 +397,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_collect_arguments(sub.add_parser(
         "collect", help="run strategies on queries into a runs table"))
+
+    p = sub.add_parser("derive", help="derive the runs of pooled strategies from a samples "
+                       "table, with no new generation",
+                       description="Derive the runs of pooled strategies (voting, best-of-N, "
+                                   "early-stopping votes) from kept samples.")
+    p.add_argument("samples", help="a samples file (.parquet/.jsonl) or a collection "
+                   "directory written by ttcrouter collect")
+    p.add_argument("--strategies", type=strategy_names, required=True,
+                   help="comma list of pooled strategy names, 'default' or 'extended' "
+                   "(beam search left out)")
+    p.add_argument("--out", required=True, help="runs file to write (.parquet/.jsonl)")
+    p.add_argument("--score", default=None, help="scorer column for weighted votes and "
+                   "best-of-N (default: the table's only score_<scorer> column)")
+    p.add_argument("--latency", choices=("auto", "measured", "calibrated"), default="auto",
+                   help="request latency: the measured request times, or the collection's "
+                   "calibrated lines (auto: calibrated for a collection directory)")
+    p.set_defaults(func=cmd_derive)
     return parser
 
 

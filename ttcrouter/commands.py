@@ -1,4 +1,4 @@
-"""The work behind ``ttcrouter collect | fit | evaluate | demo | route``, once :mod:`ttcrouter.cli` has parsed.
+"""The work behind ``ttcrouter collect | derive | fit | evaluate | demo | route``, once :mod:`ttcrouter.cli` has parsed.
 
 Each ``cmd_*`` function takes the parsed arguments and returns an exit code. Results go to
 stdout with ``print``; everything else (stage messages, warnings) goes through the
@@ -22,7 +22,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.utils import check_scalar
 
 from .budgeting import BUDGET_KEYWORDS, calibrate_lambda, predicted_mean_costs
-from .collection import collect, export_collection, load_runs
+from .collection import load_runs
 from .costs import CostTable
 from .embedding import EmbeddingTransformer
 from .evaluation import evaluate
@@ -30,7 +30,12 @@ from .models import SHIPPED_RUNS, embedded_generator_path, shipped_runs_path
 from .persistence import router_lambda, save_router
 from .probe import ProbeClassifier
 from .router import UtilityRouter
-from .runs import aggregate_runs, read_runs, strategy_sort_key, validate_runs
+from .runs import (
+    aggregate_runs,
+    read_runs,
+    strategy_sort_key,
+    validate_runs,
+)
 from .serving import RoutedExecutor
 from .strategies import split_strategy_names
 from .synthetic import make_synthetic_runs
@@ -42,7 +47,6 @@ __all__ = [
     "cmd_evaluate",
     "cmd_demo",
     "cmd_route",
-    "cmd_collect",
     "read_questions",
     "widely_run_strategies",
 ]
@@ -462,23 +466,3 @@ def _print_result(rec: dict, as_json: bool) -> None:
         lines.append(f"  tokens: {rec.get('tokens')}   latency: {rec.get('latency_s', 0):.2f}s"
                      f"   {routing}")
     print("\n".join(lines), flush=True)
-
-
-def cmd_collect(args) -> int:
-    base_url = args.base_url
-    if base_url and len(base_url) == 1:
-        base_url = base_url[0]
-    df = collect(args.dataset, strategies=args.strategies, repeats=args.repeats, out=args.out,
-                 backend=args.backend, model=args.model, base_url=base_url,
-                 pool_size=args.pool_size, chunk_size=args.chunk_size, seed=args.seed,
-                 progress=not args.no_progress, latency=args.latency,
-                 calibration_queries=args.calibration_queries, max_tokens=args.max_tokens,
-                 temperature=args.temperature, max_steps=args.max_steps,
-                 step_max_tokens=args.step_max_tokens, enforce_eager=args.eager,
-                 kv_cache_space_gb=args.kv_cache_gb, dataset_name=args.dataset,
-                 recalibrate_latency=args.recalibrate_latency)
-    n_err = int(df["error"].notna().sum()) if len(df) else 0
-    print(f"{len(df)} rows in {args.out} ({n_err} with errors)")
-    if args.export:
-        print(f"exported to {export_collection(args.out, args.export)}")
-    return 0

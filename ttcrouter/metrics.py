@@ -298,11 +298,11 @@ def static_strategy_table(Y, T=None, L=None, *, strategies=None):
 
 
 def _default_gain_pairs(names):
-    """Consecutive budgets of each method: (cheaper, dearer) name pairs."""
+    """Consecutive budgets of each method and prompt mode: (cheaper, dearer) name pairs."""
     by_method = {}
     for name in names:
         spec = parse_strategy(name)
-        by_method.setdefault(spec.method, []).append((spec.n, getattr(spec, "beam_width", 0),
+        by_method.setdefault((spec.method, spec.mode), []).append((spec.n, getattr(spec, "beam_width", 0),
                                                       spec.name))
     pairs = []
     for specs in by_method.values():

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_path
-from .strategies import METHODS, parse_strategy
+from .strategies import METHODS, MODES, parse_strategy
 
 __all__ = [
     "RUN_COLUMNS",
@@ -364,9 +364,11 @@ def aggregate_runs(runs: pd.DataFrame, strategies=None, *, missing: str = "drop"
 
 
 def strategy_sort_key(name: str):
-    """Sort key of a strategy name: method (in ``METHODS`` order), n, beam width, name."""
+    """Sort key of a strategy name: prompt mode (in ``MODES`` order), method (in ``METHODS``
+    order, then the methods outside it, as early-stopping votes), n, beam width, name."""
     spec = parse_strategy(name)
-    return (METHODS.index(spec.method), spec.n, spec.beam_width, name)
+    method = METHODS.index(spec.method) if spec.method in METHODS else len(METHODS)
+    return (MODES.index(spec.mode), method, spec.n, spec.beam_width, name)
 
 
 def split_queries(query_ids, test_size: float = 0.25, random_state=None):

@@ -1,16 +1,19 @@
 """Test-time-compute strategy specs: immutable values with canonical names.
 
 A strategy is a method (best-of-N, majority voting, weighted majority voting, PRM-guided
-beam search) together with its budget. Each spec has a canonical string name, e.g.
-``majority_vote@n=8`` or ``beam_search@n=8,w=4``, that :func:`parse_strategy` turns back
-into the spec, and a numeric encoding that the probe reads beside the query embedding.
+beam search, early-stopping votes) together with its budget and prompt mode. Each spec has a
+canonical string name, e.g. ``majority_vote@n=8``, ``beam_search@n=8,w=4`` or
+``adaptive_vote@n=16,b=4,t=0.75,mode=direct``, that :func:`parse_strategy` turns back into
+the spec, and a numeric encoding that the probe reads beside the query embedding. The default
+prompt mode ``cot`` is left out of names, so names written before modes existed still mean
+the same strategy.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Iterable
 
 import numpy as np
@@ -21,7 +24,10 @@ __all__ = [
     "MajorityVote",
     "WeightedMajorityVote",
     "BeamSearch",
+    "AdaptiveVote",
     "METHODS",
+    "MODES",
+    "encoding_scheme",
     "parse_strategy",
     "as_strategy",
     "split_strategy_names",
@@ -29,8 +35,12 @@ __all__ = [
     "default_strategy_space",
 ]
 
-#: Method names in the order of the one-hot part of :func:`encode_strategies`.
+#: Method names in the order of the one-hot part of :func:`encode_strategies` (scheme 1).
+#: ``adaptive_vote`` has its own column in the columns scheme 2 appends.
 METHODS = ("best_of_n", "majority_vote", "weighted_majority_vote", "beam_search")
+#: Prompt modes: ``cot`` (step by step, the default) and ``direct`` (the final answer only).
+MODES = ("cot", "direct")
+DEFAULT_MODE = "cot"
 
 
 def _check_positive_int(value, what: str) -> int:
@@ -48,21 +58,37 @@ class Strategy:
     Parameters
     ----------
     n : int
-        Number of candidate solutions the strategy generates in all.
+        Number of candidate solutions the strategy generates in all (at most, for an
+        early-stopping vote).
+    mode : {"cot", "direct"}, default="cot"
+        Prompt mode (keyword only): ``cot`` asks for step-by-step reasoning, ``direct`` for
+        the final answer alone. The executor maps each mode to a system prompt.
     """
 
     n: int
+    mode: str = field(default=DEFAULT_MODE, kw_only=True)
     method: ClassVar[str] = ""
     #: Whether the candidates are sampled in parallel (one request) rather than step by step.
     parallel: ClassVar[bool] = True
     #: Whether the strategy needs a reward model (PRM) to score candidates.
     needs_reward_model: ClassVar[bool] = False
+    #: Whether its runs can be derived from a pool of full samples drawn in order
+    #: (:func:`ttcrouter.samples.derive_runs`); beam search cannot.
+    derivable: ClassVar[bool] = True
 
     def __post_init__(self):
         if type(self) is Strategy:
             raise TypeError("Strategy is abstract: use BestOfN, MajorityVote, "
                             "WeightedMajorityVote or BeamSearch.")
         object.__setattr__(self, "n", _check_positive_int(self.n, f"{type(self).__name__}.n"))
+        if self.mode not in MODES:
+            raise ValueError(f"{type(self).__name__}.mode must be one of {', '.join(MODES)}, "
+                             f"got {self.mode!r}.")
+
+    @property
+    def mode_suffix(self) -> str:
+        """``",mode=<mode>"`` for a non-default mode, else ``""`` (names stay as before)."""
+        return "" if self.mode == DEFAULT_MODE else f",mode={self.mode}"
 
     @property
     def beam_width(self) -> int:
@@ -71,11 +97,12 @@ class Strategy:
 
     @property
     def name(self) -> str:
-        """Canonical name, e.g. ``majority_vote@n=8``."""
-        return f"{self.method}@n={self.n}"
+        """Canonical name, e.g. ``majority_vote@n=8`` or ``majority_vote@n=8,mode=direct``."""
+        return f"{self.method}@n={self.n}{self.mode_suffix}"
 
     def encode(self) -> np.ndarray:
-        """Numeric features: method one-hot, log2(n), beam width."""
+        """Numeric features of this strategy alone (``encode_strategies([self])``: the scheme
+        it needs; encode a whole space with :func:`encode_strategies`)."""
         return encode_strategies([self])[0]
 
     def __str__(self) -> str:
@@ -126,6 +153,7 @@ class BeamSearch(Strategy):
     max_steps: int = 8
     method: ClassVar[str] = "beam_search"
     parallel: ClassVar[bool] = False
+    derivable: ClassVar[bool] = False
     needs_reward_model: ClassVar[bool] = True
 
     DEFAULT_MAX_STEPS: ClassVar[int] = 8
@@ -154,12 +182,72 @@ class BeamSearch(Strategy):
         name = f"{self.method}@n={self.n},w={self.beam_width}"
         if self.max_steps != self.DEFAULT_MAX_STEPS:
             name += f",steps={self.max_steps}"
-        return name
+        return name + self.mode_suffix
 
 
-_CLASSES = {cls.method: cls for cls in (BestOfN, MajorityVote, WeightedMajorityVote, BeamSearch)}
-_PARAM_KEYS = {"n": "n", "w": "beam_width", "steps": "max_steps"}
+@dataclass(frozen=True)
+class AdaptiveVote(Strategy):
+    """Early-stopping majority vote: sample in rounds of ``batch``, stop once confident.
+
+    Each round is one request of ``batch`` samples of the same prompt (the prefix cache makes
+    the repeated prompt cheap). After each round the leading answer's share of the samples
+    drawn so far is compared with ``threshold``; the vote stops when the share reaches it
+    (with at least two votes for the leader) or when ``n`` samples are drawn, and returns
+    the majority answer of the samples drawn. Tokens are the samples actually drawn; latency
+    is the sum of the rounds (the rounds are sequential).
+
+    Parameters
+    ----------
+    n : int
+        Most samples drawn; a multiple of ``batch``.
+    batch : int, default=4
+        Samples per round (one request).
+    threshold : float, default=0.75
+        Share of the drawn samples the leading answer needs to stop, in (0, 1].
+    """
+
+    batch: int = 4
+    threshold: float = 0.75
+    method: ClassVar[str] = "adaptive_vote"
+    parallel: ClassVar[bool] = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        b = _check_positive_int(self.batch, "AdaptiveVote.batch")
+        if self.n % b:
+            raise ValueError(f"AdaptiveVote batch={b} must divide n={self.n}: the vote draws "
+                             f"whole rounds of batch samples.")
+        t = self.threshold
+        if isinstance(t, bool) or not isinstance(t, (int, float, np.floating)) \
+                or not 0 < float(t) <= 1:
+            raise ValueError(f"AdaptiveVote.threshold must be a number in (0, 1], got {t!r}.")
+        object.__setattr__(self, "batch", b)
+        object.__setattr__(self, "threshold", float(t))
+
+    @property
+    def max_rounds(self) -> int:
+        """Rounds drawn when the vote never stops early."""
+        return self.n // self.batch
+
+    @property
+    def name(self) -> str:
+        """Canonical name, e.g. ``adaptive_vote@n=16,b=4,t=0.75`` (``,mode=direct`` last)."""
+        return (f"{self.method}@n={self.n},b={self.batch},t={self.threshold:g}"
+                + self.mode_suffix)
+
+
+_CLASSES = {cls.method: cls for cls in (BestOfN, MajorityVote, WeightedMajorityVote, BeamSearch,
+                                        AdaptiveVote)}
+#: name key -> (field, parser) per method; every method takes n and mode.
+_INT = int
+_PARAM_KEYS = {"n": ("n", _INT), "mode": ("mode", str)}
+_EXTRA_KEYS = {
+    "beam_search": {"w": ("beam_width", _INT), "steps": ("max_steps", _INT)},
+    "adaptive_vote": {"b": ("batch", _INT), "t": ("threshold", float)},
+}
 _NAME_RE = re.compile(r"^\s*([a-z_]+)\s*@\s*(.+?)\s*$")
+_VALUE_RE = {_INT: re.compile(r"^\d+$"), float: re.compile(r"^(?:\d+(?:\.\d*)?|\.\d+)$"),
+             str: re.compile(r"^[a-z][a-z0-9_]*$")}
 
 
 def parse_strategy(name: str) -> Strategy:
@@ -168,7 +256,8 @@ def parse_strategy(name: str) -> Strategy:
     Parameters
     ----------
     name : str
-        A canonical name such as ``best_of_n@n=4`` or ``beam_search@n=8,w=4``.
+        A canonical name such as ``best_of_n@n=4``, ``beam_search@n=8,w=4``,
+        ``majority_vote@n=4,mode=direct`` or ``adaptive_vote@n=16,b=4,t=0.75``.
 
     Returns
     -------
@@ -177,14 +266,17 @@ def parse_strategy(name: str) -> Strategy:
     Raises
     ------
     ValueError
-        If the name is not of the form ``method@key=value,...`` with a known method.
+        If the name is not of the form ``method@key=value,...`` with a known method and
+        keys that method takes.
 
     Examples
     --------
     >>> parse_strategy("beam_search@n=8,w=4")
-    BeamSearch(n=8, beam_width=4, max_steps=8)
+    BeamSearch(n=8, mode='cot', beam_width=4, max_steps=8)
     >>> parse_strategy("majority_vote@n=8").name
     'majority_vote@n=8'
+    >>> parse_strategy("adaptive_vote@n=16,b=4,t=0.75,mode=direct").name
+    'adaptive_vote@n=16,b=4,t=0.75,mode=direct'
     """
     if isinstance(name, Strategy):
         return name
@@ -194,29 +286,30 @@ def parse_strategy(name: str) -> Strategy:
     if match is None:
         raise ValueError(
             f"Cannot parse strategy name {name!r}: expected 'method@n=N' (or "
-            f"'beam_search@n=N,w=W'), with method one of {', '.join(METHODS)}."
+            f"'beam_search@n=N,w=W', 'adaptive_vote@n=N,b=B,t=T'), with method one of "
+            f"{', '.join(_CLASSES)}."
         )
     method, params = match.groups()
     if method not in _CLASSES:
         raise ValueError(
-            f"Unknown strategy method {method!r} in {name!r}; known methods: {', '.join(METHODS)}."
+            f"Unknown strategy method {method!r} in {name!r}; known methods: "
+            f"{', '.join(_CLASSES)}."
         )
+    keys = {**_PARAM_KEYS, **_EXTRA_KEYS.get(method, {})}
     kwargs = {}
     for item in params.split(","):
         key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or key not in _PARAM_KEYS or not value.strip().isdigit():
+        key, value = key.strip(), value.strip()
+        if not sep or key not in keys or not _VALUE_RE[keys[key][1]].match(value):
             raise ValueError(
-                f"Cannot parse parameter {item!r} in strategy name {name!r}: expected "
-                f"key=integer with key in {sorted(_PARAM_KEYS)}."
+                f"Cannot parse parameter {item!r} in strategy name {name!r}: {method} takes "
+                f"{', '.join(sorted(keys))} (key=value)."
             )
-        kwargs[_PARAM_KEYS[key]] = int(value)
-    cls = _CLASSES[method]
-    if cls is not BeamSearch and set(kwargs) != {"n"}:
-        raise ValueError(f"{method} takes only n, got {name!r}.")
+        field_name, convert = keys[key]
+        kwargs[field_name] = convert(value)
     if "n" not in kwargs:
         raise ValueError(f"Strategy name {name!r} lacks n=...")
-    return cls(**kwargs)
+    return _CLASSES[method](**kwargs)
 
 
 def split_strategy_names(text: str) -> list[str]:
@@ -246,35 +339,111 @@ def as_strategy(value) -> Strategy:
     return value if isinstance(value, Strategy) else parse_strategy(value)
 
 
-def encode_strategies(strategies: Iterable) -> np.ndarray:
+#: Columns scheme 2 appends to scheme 1: adaptive vote, log2(batch), threshold, direct mode.
+EXTRA_ENCODING = ("adaptive_vote", "log2_batch", "threshold", "direct")
+
+
+def _needs_scheme_2(spec: Strategy) -> bool:
+    return spec.method not in METHODS or spec.mode != DEFAULT_MODE
+
+
+def encoding_scheme(strategies: Iterable) -> int:
+    """The encoding scheme a strategy space needs: 1 (the original), or 2 when it holds an
+    early-stopping vote or a non-default prompt mode."""
+    return 2 if any(_needs_scheme_2(as_strategy(s)) for s in strategies) else 1
+
+
+def encode_strategies(strategies: Iterable, scheme: int | None = None) -> np.ndarray:
     """Numeric encoding of strategies for the probe.
+
+    Scheme 1 (``len(METHODS) + 2`` columns) is the encoding routers were always trained
+    on: method one-hot, ``log2(n)``, the beam width (1 for parallel methods). Scheme 2
+    appends :data:`EXTRA_ENCODING`: an early-stopping-vote flag, ``log2(batch)`` and the
+    threshold (0 for other methods), and a ``direct``-mode flag. The scheme a space gets by
+    default is the smallest that tells its strategies apart (:func:`encoding_scheme`), so a
+    space of the original strategies is encoded exactly as before, and a fitted router keeps
+    the encoding it was trained on (``UtilityRouter.strategy_encoding_``).
 
     Parameters
     ----------
     strategies : iterable of Strategy or str
+    scheme : {1, 2} or None, default=None
+        None: :func:`encoding_scheme` of ``strategies``.
 
     Returns
     -------
-    ndarray of shape (n_strategies, len(METHODS) + 2), float32
-        Method one-hot, ``log2(n)`` and the beam width (1 for parallel methods).
+    ndarray of shape (n_strategies, len(METHODS) + 2) or (..., len(METHODS) + 6), float32
+
+    Raises
+    ------
+    ValueError
+        ``scheme=1`` for a strategy scheme 1 cannot encode.
     """
     specs = [as_strategy(s) for s in strategies]
-    out = np.zeros((len(specs), len(METHODS) + 2), dtype=np.float32)
+    if scheme is None:
+        scheme = encoding_scheme(specs)
+    if scheme not in (1, 2):
+        raise ValueError(f"scheme must be 1 or 2, got {scheme!r}.")
+    base = len(METHODS) + 2
+    out = np.zeros((len(specs), base + (len(EXTRA_ENCODING) if scheme == 2 else 0)),
+                   dtype=np.float32)
     for i, spec in enumerate(specs):
-        out[i, METHODS.index(spec.method)] = 1.0
+        if scheme == 1 and _needs_scheme_2(spec):
+            raise ValueError(f"{spec.name} needs encoding scheme 2 (scheme 1 has no column "
+                             "for its method or prompt mode).")
+        if spec.method in METHODS:
+            out[i, METHODS.index(spec.method)] = 1.0
         out[i, len(METHODS)] = math.log2(spec.n)
         out[i, len(METHODS) + 1] = spec.beam_width
+        if scheme == 2:
+            if isinstance(spec, AdaptiveVote):
+                out[i, base:base + 3] = (1.0, math.log2(spec.batch), spec.threshold)
+            out[i, base + 3] = float(spec.mode == "direct")
     return out
 
 
-def default_strategy_space(max_n: int = 16) -> list[Strategy]:
-    """The default grid: the three parallel methods at N in {1, 2, 4, ..., max_n} plus beam
-    search at ``BeamSearch(4, 2)`` and ``BeamSearch(8, 4)`` (17 strategies for ``max_n=16``).
+#: Early-stopping configurations ``(batch, threshold)`` of :func:`default_strategy_space`'s
+#: ``adaptive=True``, at ``n = max_n``.
+ADAPTIVE_CONFIGS = ((4, 0.5), (4, 0.75), (2, 1.0))
+
+
+def default_strategy_space(max_n: int = 16, *, modes=(DEFAULT_MODE,),
+                           adaptive: bool = False,
+                           single_sample_once: bool = True) -> list[Strategy]:
+    """The default grid, each execution once.
+
+    One sample is one execution whatever rule would vote over it, so the single sample is
+    held once, as ``majority_vote@n=1``; then majority, weighted majority and best-of-N at
+    N in {2, 4, ..., max_n}; with ``adaptive``, the early-stopping votes of
+    :data:`ADAPTIVE_CONFIGS` at ``n = max_n``; all of them in every prompt mode of
+    ``modes``; and beam search ``BeamSearch(4, 2)`` and ``BeamSearch(8, 4)`` in the default
+    mode (15 strategies for the defaults). ``best_of_n@n=1`` and
+    ``weighted_majority_vote@n=1`` stay valid names (tables that hold them still load); they
+    name the same execution as ``majority_vote@n=1``.
+
+    Parameters
+    ----------
+    max_n : int, default=16
+    modes : sequence of str, default=("cot",)
+        Prompt modes of the pooled strategies, e.g. ``("cot", "direct")``.
+    adaptive : bool, default=False
+        Add the early-stopping votes of :data:`ADAPTIVE_CONFIGS` (those whose batch
+        divides ``max_n``).
+    single_sample_once : bool, default=True
+        False gives the grid before single samples were held once (the three methods at
+        N = 1 too: 17 strategies), the grid of the shipped runs table and of
+        :func:`ttcrouter.synthetic.make_synthetic_runs`.
     """
     max_n = _check_positive_int(max_n, "max_n")
-    ns = [2**k for k in range(int(math.log2(max_n)) + 1)]
+    ns = [2**k for k in range(1, int(math.log2(max_n)) + 1)]
     space: list[Strategy] = []
-    for cls in (MajorityVote, WeightedMajorityVote, BestOfN):
-        space.extend(cls(n) for n in ns)
+    for mode in modes:
+        if single_sample_once:
+            space.append(MajorityVote(1, mode=mode))
+        for cls in (MajorityVote, WeightedMajorityVote, BestOfN):
+            space.extend(cls(n, mode=mode) for n in ([] if single_sample_once else [1]) + ns)
+        if adaptive:
+            space.extend(AdaptiveVote(max_n, batch=b, threshold=t, mode=mode)
+                         for b, t in ADAPTIVE_CONFIGS if max_n % b == 0 and b < max_n)
     space.extend(BeamSearch(n, w) for n, w in ((4, 2), (8, 4)) if n <= max_n)
     return space

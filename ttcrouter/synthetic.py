@@ -166,7 +166,8 @@ def make_synthetic_runs(n_queries=200, strategies=None, repeats=4, random_state=
             f"difficulty_weights must be 3 non-negative numbers (easy, medium, hard) with a "
             f"positive sum, got {difficulty_weights!r}."
         )
-    specs = [as_strategy(s) for s in (default_strategy_space() if strategies is None
+    specs = [as_strategy(s) for s in (default_strategy_space(single_sample_once=False)
+                                      if strategies is None
                                       else strategies)]
     if not specs:
         raise ValueError("strategies must name at least one strategy.")

@@ -26,13 +26,14 @@ from ..provenance import hardware_info
 from .collect import collect
 from .pooled import PooledResult, derive_pooled
 from .store import (COLUMNS, FORMAT, CollectionConfigError, CollectionStore, export_collection,
-                    load_collection, load_runs)
+                    load_collection, load_runs, load_samples)
 
 __all__ = [
     "collect",
     "derive_pooled",
     "load_collection",
     "load_runs",
+    "load_samples",
     "export_collection",
     "make_executor",
     "hardware_info",

@@ -3,8 +3,9 @@
 :func:`collect` runs every strategy of a grid on every query ``repeats`` times with a real
 generator and writes one runs-table row per (query, strategy, repeat) (see
 :mod:`ttcrouter.runs`) into a collection directory (:mod:`.store`). It times the latency
-calibration (:mod:`.latency`), then draws the pools of every repeat (the parallel
-strategies' rows, :mod:`.pooled`), then runs beam search repeat by repeat, chunk by chunk;
+calibration (:mod:`.latency`), then draws the pools of every repeat and prompt mode (the
+pooled strategies' rows derived from the samples with :func:`ttcrouter.samples.derive_runs`,
+the samples kept beside the rows), then runs beam search repeat by repeat, chunk by chunk;
 each chunk becomes one part file (:mod:`.rows` turns a chunk's results into rows). A
 resumed run skips every (query, strategy, repeat) already written.
 
@@ -14,6 +15,7 @@ stderr.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import numbers
 import os
@@ -36,7 +38,7 @@ from .latency import latency_feature, latency_models, latest_calibration
 from .rows import beam_chunk, isolated_rows, pooled_chunk, timed_execute
 from .store import CollectionStore, collection_config, load_collection
 
-__all__ = ["collect", "split_strategy_names"]
+__all__ = ["collect", "split_strategy_names", "scorer_name", "resolve_strategies"]
 
 logger = logging.getLogger("ttcrouter.collection")
 
@@ -56,7 +58,8 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
             max_tokens: int = 128, temperature: float = 0.7, max_steps: int | None = None,
             step_max_tokens: int | None = None, enforce_eager: bool = False,
             kv_cache_space_gb: int | None = None, dataset_name: str | None = None,
-            close: bool | None = None, recalibrate_latency: bool = False) -> pd.DataFrame:
+            close: bool | None = None, recalibrate_latency: bool = False,
+            prompts: dict | None = None) -> pd.DataFrame:
     """Run a grid of strategies on queries with a real model and write a runs table.
 
     See :mod:`ttcrouter.collection` for the pooled estimator, the latency method and the
@@ -67,9 +70,12 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
     queries : DataFrame, list of str, or dataset spec
         A query table (``query_id``, ``query``, ``gold``), or ``"arithmetic:N"``,
         ``"gsm:N"`` or a JSONL path (:func:`ttcrouter.datasets.load_queries`).
-    strategies : list of Strategy or str, or "default", optional
-        The grid; None or ``"default"`` is :func:`~ttcrouter.strategies.default_strategy_space`.
-        A string is a comma list of names (:func:`split_strategy_names`).
+    strategies : list of Strategy or str, or "default" or "extended", optional
+        The grid; None or ``"default"`` is :func:`~ttcrouter.strategies.default_strategy_space`,
+        ``"extended"`` is ``default_strategy_space(modes=("cot", "direct"), adaptive=True)``
+        (both prompt modes and the early-stopping votes), ``"extended-pooled"`` the same
+        without beam search (only what the pools give). A string is a comma list of names
+        (:func:`split_strategy_names`).
     repeats : int, default=4
         Executions of each strategy on each query.
     out : str or Path, optional
@@ -104,6 +110,10 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
         collection has one; the newest run then sets the latency of every calibrated row,
         those collected before included (rows keep their ``latency_x``). Works on a
         finished collection too.
+    prompts : dict, optional
+        Prompt mode -> system prompt (``StrategyExecutor(prompts=...)``) for the executor
+        this call builds; recorded in the configuration when a strategy uses a mode other
+        than ``cot``.
 
     Returns
     -------
@@ -119,9 +129,9 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
     check_scalar(chunk_size, "chunk_size", numbers.Integral, min_val=1)
     if latency not in ("calibrate", "isolated"):
         raise ValueError(f"latency must be 'calibrate' or 'isolated', got {latency!r}.")
-    specs = _resolve_strategies(strategies)
-    parallel = [s for s in specs if s.parallel]
-    beams = [s for s in specs if not s.parallel]
+    specs = resolve_strategies(strategies)
+    parallel = [s for s in specs if s.derivable]  # pooled: derived from the samples
+    beams = [s for s in specs if not s.derivable]
     max_n = max((s.n for s in parallel), default=0)
     if pool_size is None:
         pool_size = max_n
@@ -139,7 +149,12 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
                                  step_max_tokens=step_max_tokens, scorer=scorer,
                                  enforce_eager=enforce_eager,
                                  kv_cache_space_gb=kv_cache_space_gb)
+        executor.prompts = prompts
     config = collection_config(queries, specs, pool_size, seed, latency, executor)
+    modes = list(dict.fromkeys(s.mode for s in specs))
+    if modes != ["cot"]:  # cot-only configurations stay as before, so they resume
+        config["prompts"] = {m: {**dataclasses.asdict(executor.prompt_mode(m)),
+                                 "stop": list(executor.prompt_mode(m).stop)} for m in modes}
     store.lock()
     try:
         store.cleanup_tmp()
@@ -160,9 +175,14 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
     return result
 
 
-def _resolve_strategies(strategies) -> list:
+def resolve_strategies(strategies) -> list:
+    """Strategy specs from a list of specs or names, a comma list, ``"default"`` or
+    ``"extended"`` (see :func:`collect`); duplicates dropped."""
     if strategies is None or (isinstance(strategies, str) and strategies == "default"):
         return list(default_strategy_space())
+    if isinstance(strategies, str) and strategies in ("extended", "extended-pooled"):
+        space = default_strategy_space(modes=("cot", "direct"), adaptive=True)
+        return [s for s in space if s.derivable or strategies == "extended"]
     if isinstance(strategies, str):
         strategies = split_strategy_names(strategies)
     specs, seen = [], set()
@@ -200,6 +220,14 @@ def _record_session(store: CollectionStore, executor, config, seed, dataset_name
                 "sessions": []}
     prov.setdefault("sessions", []).append(session)
     store.write_provenance(prov)
+
+
+def scorer_name(executor) -> str:
+    """Name of the executor's scorer in the samples table's ``score_<name>`` column."""
+    scorer = getattr(executor, "scorer", None)
+    if scorer is None or type(scorer).__name__ == "LogprobScorer":
+        return "logprob"
+    return type(scorer).__name__.lower()
 
 
 def _chunks(items, size):
@@ -332,9 +360,12 @@ def _run_collection(store, executor, queries, specs, parallel, beams, repeats, p
                     (q["query_id"], s.name, r) in done for s in parallel)]
                 if parallel and pool_todo:
                     bar.set_description(f"r={r} pools")
+                    samples: list = []
                     rows, generated = pooled_chunk(executor, pool_todo, parallel, r,
-                                                   pool_size, models, done)
-                    store.write_part(rows)
+                                                   pool_size, models, done,
+                                                   samples_out=samples,
+                                                   scorer=scorer_name(executor))
+                    store.write_part(rows, samples)
                     bar.update(len(rows), generated)
         for r in range(repeats):
             for chunk in _chunks(qrecords, chunk_size):

@@ -36,7 +36,7 @@ import pandas as pd
 from ..strategies import as_strategy
 
 __all__ = ["fit_latency_model", "predict_latency", "latency_feature", "latency_models",
-           "latest_calibration", "apply_calibration"]
+           "latest_calibration", "apply_calibration", "request_latency_model"]
 
 
 def fit_latency_model(x, y) -> dict:
@@ -131,6 +131,29 @@ def latency_models(cal: pd.DataFrame) -> dict:
                                  for h, m in sorted(par_n.items(), key=lambda kv: kv[1])
                                  if m <= n and np.isfinite(fitted[h]["a"])]
     return {name: {**fitted[g], "group": g} for name, g in groups.items()}
+
+
+def request_latency_model(models: dict):
+    """``request_latency(n, x)``: seconds of one request of ``n`` samples whose longest is
+    ``x`` tokens, from the calibrated parallel lines (:func:`latency_models`).
+
+    The line at ``n`` is the one of the parallel strategies with ``n`` samples; without one,
+    the line of the smallest larger ``n`` (an upper bound), else of the largest. This is
+    what :func:`ttcrouter.samples.derive_runs` charges a round of an early-stopping vote.
+    """
+    by_n = {}
+    for name, model in models.items():
+        group = model.get("group", "")
+        if group.startswith("parallel@n=") and np.isfinite(model["a"]):
+            by_n[int(group.split("=")[1])] = model
+    if not by_n:
+        raise ValueError("The calibration has no parallel strategy to model a request with.")
+
+    def request_latency(n, x):
+        larger = [m for m in by_n if m >= n]
+        return predict_latency(by_n[min(larger) if larger else max(by_n)], x)
+
+    return request_latency
 
 
 def apply_calibration(df: pd.DataFrame, models: dict) -> pd.DataFrame:

@@ -1,7 +1,7 @@
 """Work units to rows: run a chunk of queries and turn the results into runs-table rows.
 
-Three kinds of unit: a pooled unit (one query and repeat, every missing parallel strategy,
-:func:`pooled_chunk`), a beam unit (one query, beam search configuration and repeat, run
+Three kinds of unit: a pooled unit (one query, repeat and prompt mode, every missing pooled
+strategy, and the pool's samples; :func:`pooled_chunk`), a beam unit (one query, beam search configuration and repeat, run
 batched across the chunk, :func:`beam_chunk`) and, with ``latency="isolated"``, one
 execution timed on its own (:func:`isolated_rows`). A failed execution is a row with an
 ``error`` and is not retried: a batch that raises is re-run query by query, so one bad
@@ -14,9 +14,11 @@ import logging
 import time
 from dataclasses import dataclass
 
+import pandas as pd
+
 from ..grading import is_correct
-from .latency import latency_feature, predict_latency
-from .pooled import derive_pooled
+from ..samples import derive_runs, samples_from_pool
+from .latency import latency_feature, predict_latency, request_latency_model
 
 __all__ = ["pooled_chunk", "beam_chunk", "isolated_rows", "timed_execute"]
 
@@ -109,8 +111,16 @@ def isolated_rows(executor, chunk, spec, repeat) -> list:
     return rows
 
 
-def pooled_chunk(executor, chunk, parallel, repeat, pool_size, models, done=frozenset()):
-    """The rows of the parallel strategies for a chunk of queries, from one pool each.
+def pooled_chunk(executor, chunk, parallel, repeat, pool_size, models, done=frozenset(), *,
+                 samples_out=None, scorer="logprob"):
+    """The rows of the pooled strategies for a chunk of queries, from one pool each.
+
+    For each prompt mode among ``parallel``, one batched request draws ``pool_size``
+    samples per query (:meth:`~ttcrouter.executors.StrategyExecutor.sample_pool`); each
+    sample is graded and becomes a samples-table row (:func:`ttcrouter.samples.samples_from_pool`),
+    and the rows of every pooled strategy of that mode come from those samples through
+    :func:`ttcrouter.samples.derive_runs`, latency from the calibrated request lines
+    (:func:`~.latency.request_latency_model`).
 
     Parameters
     ----------
@@ -118,48 +128,59 @@ def pooled_chunk(executor, chunk, parallel, repeat, pool_size, models, done=froz
     chunk : list of dict
         Query records (``query_id``, ``query``, ``gold``, optional ``level``).
     parallel : list of Strategy
+        Pooled strategies (``derivable``: the parallel methods and early-stopping votes).
     repeat : int
     pool_size : int
     models : dict
         Strategy name -> latency model (:func:`~.latency.latency_models`).
     done : set, optional
         Keys already written; their rows are not made again.
+    samples_out : list or None, optional
+        Where the sample rows of the pools drawn go (the samples table's columns).
+    scorer : str, default="logprob"
+        Name of the score column (``score_<scorer>``).
 
     Returns
     -------
     rows : list of dict
-        Whole units (every missing parallel row of each query), columns
+        Whole units (every missing pooled row of each (query, mode)), columns
         :data:`~ttcrouter.collection.store.COLUMNS`.
     generated : int
         Tokens the pools generated.
     """
-    results = _isolating_failures(lambda texts: executor.sample_pool(texts, pool_size),
-                        [q["query"] for q in chunk])
     rows, generated = [], 0
-    for q, pool in zip(chunk, results):
-        pool_err = getattr(pool, "error", None)
-        todo = [s for s in parallel if (q["query_id"], s.name, repeat) not in done]
-        if pool_err:
-            rows += [_error_row(q, s.name, repeat, pool_err, "calibrated") for s in todo]
+    request_latency = request_latency_model(models)
+    for mode in dict.fromkeys(s.mode for s in parallel):
+        of_mode = [s for s in parallel if s.mode == mode]
+        todo_q = [q for q in chunk if not all(
+            (q["query_id"], s.name, repeat) in done for s in of_mode)]
+        if not todo_q:
             continue
-        generated += int(pool.tokens)
-        prompt_tokens = int(pool.prompt_tokens)
-        try:
-            derived = derive_pooled(pool, todo)
-        except Exception as exc:  # noqa: BLE001 - recorded in the rows, the run goes on
-            rows += [_error_row(q, s.name, repeat, f"{type(exc).__name__}: {exc}",
-                                "calibrated") for s in todo]
-            continue
-        pool_correct = sum(_grade(c.answer, q["gold"]) for c in pool.candidates)
-        for s in todo:
-            d = derived[s.name]
-            row = _base_row(q, s.name, repeat)
-            row.update(answer=d.answer, correct=_grade(d.answer, q["gold"]), tokens=d.tokens,
-                       latency_s=predict_latency(models[s.name], d.max_candidate_tokens),
-                       error=None, prompt_tokens=prompt_tokens, reward_tokens=d.reward_tokens,
-                       n_samples=d.n_samples, steps=1, latency_source="calibrated",
-                       latency_x=float(d.max_candidate_tokens), pool_correct=pool_correct)
-            rows.append(row)
+        results = _isolating_failures(
+            lambda texts, m=mode: executor.sample_pool(texts, pool_size, mode=m),
+            [q["query"] for q in todo_q])
+        for q, pool in zip(todo_q, results):
+            pool_err = getattr(pool, "error", None)
+            todo = [s for s in of_mode if (q["query_id"], s.name, repeat) not in done]
+            if pool_err:
+                rows += [_error_row(q, s.name, repeat, pool_err, "calibrated") for s in todo]
+                continue
+            generated += int(pool.tokens)
+            sample_rows = samples_from_pool(
+                pool, query_id=q["query_id"], gold=q["gold"], repeat=repeat, mode=mode,
+                scorer=scorer, level=q.get("level"),
+                correct=[_grade(c.answer, q["gold"]) for c in pool.candidates])
+            try:
+                derived = derive_runs(pd.DataFrame(sample_rows), todo,
+                                      score=scorer, request_latency=request_latency)
+            except Exception as exc:  # noqa: BLE001 - recorded in the rows, the run goes on
+                rows += [_error_row(q, s.name, repeat, f"{type(exc).__name__}: {exc}",
+                                    "calibrated") for s in todo]
+                continue
+            derived["level"] = q.get("level")
+            rows += derived.to_dict("records")
+            if samples_out is not None:
+                samples_out += sample_rows
     return rows, generated
 
 

@@ -6,6 +6,8 @@
     out/_provenance.json      model, backend, hardware, versions, command lines, dates
     out/_calibration.parquet  the isolated timing runs
     out/part-*.parquet        the rows, one file per finished chunk
+    out/samples-*.parquet     the samples of the chunk's pools, beside the part of the same
+                              name (``samples-X`` belongs to ``part-X``)
     out/_lock                 held while a collector writes
 
 Each chunk of rows is written to a hidden temporary file, flushed, ``fsync``-ed and renamed
@@ -14,8 +16,11 @@ A run killed at any moment (SIGKILL included) leaves only whole part files, so i
 most the chunk in flight; a later run with the same configuration reads the keys (query_id,
 strategy, repeat) already written (:meth:`CollectionStore.done_keys`) and computes only the
 missing work units, so no row is ever written twice. Units are whole (a pooled unit is one
-(query, repeat) with all its parallel rows; a beam unit one (query, strategy, repeat)), and
-a part holds only whole units. An output directory made with another configuration
+(query, repeat, prompt mode) with all its pooled rows and its pool's samples; a beam unit
+one (query, strategy, repeat)), and a part holds only whole units. A chunk's samples file
+is written before its part file, and a samples file whose part is absent (the run was
+killed between the two) is removed under the lock and never read, so a unit's samples are
+there exactly when its rows are. An output directory made with another configuration
 (strategies, model, backend, sampling parameters, scorer, pool size, seed, dataset) is
 refused with a message naming what differs (:func:`config_diff`); ``repeats`` is not part
 of the configuration, so a run with more repeats extends a collection. A lock file
@@ -43,10 +48,12 @@ from ..atomic import atomic_path, remove_temporaries, write_atomic
 from ..lifetime import live_engine_pids, record_engine_pids
 from ..provenance import describe
 from ..runs import RUN_COLUMNS, read_runs, validate_runs, write_runs
-from .latency import apply_calibration, latency_models, latest_calibration
+from ..samples import derive_runs, validate_samples
+from .latency import (apply_calibration, latency_models, latest_calibration,
+                      request_latency_model)
 
 __all__ = ["FORMAT", "COLUMNS", "CollectionConfigError", "CollectionStore", "config_diff",
-           "collection_config", "load_collection", "export_collection"]
+           "collection_config", "load_collection", "export_collection", "load_samples"]
 
 #: The ``format`` field of ``_config.json``.
 FORMAT = "ttcrouter-collection/1"
@@ -216,9 +223,19 @@ class CollectionStore:
         """The part files, oldest first (their names start with the write time)."""
         return sorted(self.path.glob("part-*.parquet"))
 
+    def sample_parts(self) -> list[Path]:
+        """The samples files whose part file exists (a unit's samples count once its rows
+        are written)."""
+        return [p for p in sorted(self.path.glob("samples-*.parquet"))
+                if (self.path / ("part-" + p.name[len("samples-"):])).exists()]
+
     def cleanup_tmp(self):
-        """Remove temporary files a killed writer left (call it under the lock)."""
+        """Remove temporary files a killed writer left, and samples files whose part file
+        was never written (call it under the lock)."""
         remove_temporaries(self.path)
+        for p in self.path.glob("samples-*.parquet"):
+            if not (self.path / ("part-" + p.name[len("samples-"):])).exists():
+                p.unlink()
 
     def read_config(self) -> dict | None:
         p = self.path / CONFIG_FILE
@@ -259,13 +276,21 @@ class CollectionStore:
             keys.update(zip(df["query_id"], df["strategy"], df["repeat"].astype(int)))
         return keys
 
-    def write_part(self, rows: list[dict]) -> Path | None:
-        """Write rows (whole work units) as one new part file, atomically."""
+    def write_part(self, rows: list[dict], samples: list[dict] | None = None) -> Path | None:
+        """Write rows (whole work units) as one new part file, atomically; their pools'
+        ``samples`` (samples-table rows) first, in the samples file of the same name."""
         if not rows:
             return None
         df = pd.DataFrame(rows, columns=list(COLUMNS))
         name = f"part-{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:6]}.parquet"
         path = self.path / name
+        if samples:
+            frame = pd.DataFrame(samples)
+            for col in ("query_id", "gold", "answer", "level", "finish_reason"):
+                if col in frame.columns:
+                    frame[col] = pd.array([None if v is None else str(v)
+                                           for v in frame[col]], dtype="string")
+            _write_table(self.path / ("samples-" + name[len("part-"):]), frame)
         _write_table(path, df, _part_schema())
         return path
 
@@ -311,9 +336,64 @@ def load_collection(out, *, validate: bool = True) -> pd.DataFrame:
           else pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS}))
     cal = latest_calibration(store.read_calibration())
     if len(df) and cal is not None and len(cal):
-        df = apply_calibration(df, latency_models(cal))
+        models = latency_models(cal)
+        df = apply_calibration(df, models)
+        _rederive_rounds(store, df, models)
     if validate and len(df):
         df = validate_runs(df, copy=False)
+    prov = store.read_provenance()
+    prov["config"] = store.read_config()
+    df.attrs["provenance"] = prov
+    return df
+
+
+def _rederive_rounds(store: CollectionStore, df: pd.DataFrame, models: dict) -> None:
+    """Latency of the early-stopping rows (``latency_source == "rounds"``) from the newest
+    calibration: their rounds re-derived from the kept samples, ``df`` changed in place."""
+    rows = (df["latency_source"] == "rounds").to_numpy()
+    if not rows.any() or not store.sample_parts():
+        return
+    names = list(pd.unique(df.loc[rows, "strategy"]))
+    samples = pd.concat([pd.read_parquet(p) for p in store.sample_parts()], ignore_index=True)
+    derived = derive_runs(samples, names, request_latency=request_latency_model(models))
+    key = ["query_id", "strategy", "repeat"]
+    latency = derived.set_index(key)["latency_s"]
+    index = pd.MultiIndex.from_frame(df.loc[rows, key].astype({"repeat": "int64"}))
+    new = latency.reindex(index).to_numpy()
+    keep = ~pd.isna(new)
+    df.loc[df.index[rows][keep], "latency_s"] = new[keep]
+
+
+def load_samples(out, *, validate: bool = True) -> pd.DataFrame:
+    """Read the samples table of a collection directory (every pool drawn so far).
+
+    Parameters
+    ----------
+    out : str or Path
+        A directory written by :func:`~ttcrouter.collection.collect`.
+    validate : bool, default=True
+        Check it (:func:`ttcrouter.samples.validate_samples`).
+
+    Returns
+    -------
+    DataFrame
+        ``attrs["provenance"]`` as in :func:`load_collection`.
+
+    Raises
+    ------
+    FileNotFoundError
+        No collection at ``out``, or a collection without samples (collected before
+        samples were kept).
+    """
+    store = CollectionStore(out)
+    if not store.path.is_dir() or store.read_config() is None:
+        raise FileNotFoundError(f"No collection at {str(store.path)!r}.")
+    parts = store.sample_parts()
+    if not parts:
+        raise FileNotFoundError(f"The collection at {str(store.path)!r} holds no samples (it "
+                                "was collected before samples were kept, or has no pools).")
+    df = pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+    df = validate_samples(df, copy=False) if validate else df
     prov = store.read_provenance()
     prov["config"] = store.read_config()
     df.attrs["provenance"] = prov

@@ -20,6 +20,9 @@ __all__ = [
     "Completion",
     "Generator",
     "DEFAULT_SYSTEM_PROMPT",
+    "DIRECT_SYSTEM_PROMPT",
+    "DEFAULT_PROMPTS",
+    "PromptMode",
     "chat_messages",
     "check_prompt_lengths",
     "check_requests",
@@ -31,6 +34,40 @@ __all__ = [
 
 #: System prompt for the embedded model: short, and ends with an extractable answer line.
 DEFAULT_SYSTEM_PROMPT = "Solve the problem. End with 'Answer: <number>'."
+#: System prompt of the ``direct`` prompt mode: the final answer alone, a handful of tokens.
+DIRECT_SYSTEM_PROMPT = "Give only the final answer, no working. Reply 'Answer: <number>'."
+
+
+@dataclass(frozen=True)
+class PromptMode:
+    """How a prompt mode asks: its system prompt, and what the answer starts with.
+
+    Parameters
+    ----------
+    system : str or None
+        System prompt; None keeps the generator's own.
+    prefix : str, default=""
+        Assistant text every sample continues (``"Answer:"`` makes a small model state the
+        answer at once instead of reasoning first; the sample's text excludes it).
+    max_tokens : int or None, default=None
+        Token cap of a sample in this mode (None: the executor's ``max_tokens``).
+    stop : tuple of str, default=()
+        Stop strings of a sample in this mode (``("\n",)``: one line).
+    """
+
+    system: str | None
+    prefix: str = ""
+    max_tokens: int | None = None
+    stop: tuple = ()
+
+
+#: Prompt mode -> how it asks; a model may need others (``StrategyExecutor(prompts=...)``).
+#: SmolLM2-135M ignores "answer only" in a system prompt (about 45 generated tokens against
+#: 52 for ``cot``, bench/bench_adaptive.py), so ``direct`` also starts the answer for it.
+DEFAULT_PROMPTS = {
+    "cot": PromptMode(DEFAULT_SYSTEM_PROMPT),
+    "direct": PromptMode(DIRECT_SYSTEM_PROMPT, prefix="Answer:", max_tokens=12, stop=("\n",)),
+}
 
 
 @dataclass(frozen=True)

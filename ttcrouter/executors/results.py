@@ -45,6 +45,10 @@ class Candidate:
         Whether the solution is complete (always True for full samples).
     step_logprobs : list or None
         Per-step token log-probabilities, when the scorer reads them.
+    round : int
+        Index of the request (round) that drew this sample; 0 for a pool drawn at once.
+    request_latency_s : float
+        Wall-clock seconds of the generation call that drew it (NaN when not measured).
     """
 
     text: str
@@ -57,6 +61,8 @@ class Candidate:
     finish_reason: str = "stop"
     finished: bool = True
     step_logprobs: list | None = field(default=None, repr=False)
+    round: int = 0
+    request_latency_s: float = float("nan")
 
     @classmethod
     def from_text(cls, text: str, steps: list, tokens: int, **fields) -> "Candidate":

@@ -2,8 +2,9 @@
 
 :class:`StrategyExecutor` runs any strategy whose spec class has a registered family
 (:mod:`ttcrouter.executors.search`): best-of-N, majority and weighted majority voting
-(``search/best_of_n.py``, ``search/majority_vote.py``) and beam search
-(``search/beam_search.py``). For a parallel family it draws ``n`` full samples per query in
+(``search/best_of_n.py``, ``search/majority_vote.py``), beam search
+(``search/beam_search.py``) and early-stopping votes (``search/adaptive_vote.py``). A
+strategy's prompt ``mode`` picks the system prompt (:meth:`StrategyExecutor.prompt_for`). For a parallel family it draws ``n`` full samples per query in
 one request, scores them when the family needs a reward model, and applies the family's
 selection rule; a family with its own ``run`` (beam search) generates through
 :meth:`StrategyExecutor.generate_isolated` and :meth:`StrategyExecutor.score_isolated`.
@@ -18,18 +19,19 @@ beam pool.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import numbers
 import time
 
 from sklearn.utils import check_scalar
 
 from ..strategies import Strategy, as_strategy
-from .base import GenerationRequest
+from .base import DEFAULT_PROMPTS, GenerationRequest, PromptMode
 from .results import Candidate, CandidatePool, ExecutionResult
 from .scoring import AGGREGATIONS, LogprobScorer, ScoreResult, aggregate_step_scores
 # Importing a family module registers it; every built-in family is imported here, so the
 # runner can dispatch to all of them.
-from .search import beam_search, best_of_n, majority_vote  # noqa: F401
+from .search import adaptive_vote, beam_search, best_of_n, majority_vote  # noqa: F401
 from .search import register, search_for, select_candidate  # noqa: F401 - re-exported
 from .search.utils import split_logprobs, split_steps
 
@@ -87,7 +89,15 @@ class StrategyExecutor:
     system_prompt : str or None, default=None
         System prompt for this executor's requests; None keeps the generator's own. When set,
         it replaces the generator's ``system_prompt`` for the duration of each call (do not
-        share the generator between threads then).
+        share the generator between threads then). It is the prompt of the default ``cot``
+        mode.
+    prompts : dict or None, default=None
+        Prompt mode -> system prompt (str) or :class:`~ttcrouter.executors.base.PromptMode`
+        (system prompt, assistant prefix, token cap, stop strings), for the strategies'
+        ``mode``; modes it lacks take ``system_prompt`` (``cot``; None: the generator's own,
+        ``DEFAULT_SYSTEM_PROMPT``) or :data:`~ttcrouter.executors.base.DEFAULT_PROMPTS`
+        (``direct``: its system prompt, the prefix ``"Answer:"``, 12 tokens, one line). Set
+        it per model.
     """
 
     def __init__(
@@ -102,6 +112,7 @@ class StrategyExecutor:
         aggregation="last",
         max_steps=None,
         system_prompt=None,
+        prompts=None,
     ):
         self.generator = generator
         self.scorer = scorer
@@ -113,6 +124,7 @@ class StrategyExecutor:
         self.aggregation = aggregation
         self.max_steps = max_steps
         self.system_prompt = system_prompt
+        self.prompts = prompts
         self._default_scorer = None
 
     # -- checks ----------------------------------------------------------------------------------
@@ -158,10 +170,38 @@ class StrategyExecutor:
         """Why each unusable query (empty, not a string) cannot run: ``{index: reason}``."""
         return {i: why for i, why in enumerate(map(self._check_query, queries)) if why}
 
+    def prompt_mode(self, mode: str = "cot") -> PromptMode:
+        """How prompt ``mode`` asks (:class:`~ttcrouter.executors.base.PromptMode`)."""
+        if self.prompts is not None and mode in self.prompts:
+            got = self.prompts[mode]
+            if isinstance(got, PromptMode):
+                return got
+            # a string replaces the system prompt and keeps the rest of the mode's default
+            return (dataclasses.replace(DEFAULT_PROMPTS[mode], system=got)
+                    if mode in DEFAULT_PROMPTS and mode != "cot" else PromptMode(got))
+        if mode == "cot":
+            return PromptMode(self.system_prompt)
+        if mode not in DEFAULT_PROMPTS:
+            raise ValueError(f"No system prompt for prompt mode {mode!r}; pass "
+                             f"StrategyExecutor(prompts={{{mode!r}: ...}}).")
+        return DEFAULT_PROMPTS[mode]
+
+    def prompt_for(self, mode: str = "cot") -> str | None:
+        """The system prompt of prompt ``mode`` (None: the generator's own)."""
+        return self.prompt_mode(mode).system
+
+    def mode_request(self, query: str, mode: str = "cot") -> tuple:
+        """``(GenerationRequest, max_tokens, stop)`` of one full sample in prompt ``mode``."""
+        pm = self.prompt_mode(mode)
+        return (GenerationRequest(query, prefix=pm.prefix),
+                min(pm.max_tokens or self.max_tokens, self.max_tokens), list(pm.stop) or None)
+
     @contextlib.contextmanager
-    def using_system_prompt(self):
-        """Context in which the generator uses this executor's ``system_prompt`` (if set)."""
-        if self.system_prompt is None:
+    def using_system_prompt(self, mode: str = "cot"):
+        """Context in which the generator uses the system prompt of ``mode``
+        (:meth:`prompt_for`; for ``cot`` without ``system_prompt``: the generator's own)."""
+        prompt = self.prompt_for(mode)
+        if prompt is None:
             yield
             return
         if not hasattr(self.generator, "system_prompt"):
@@ -170,7 +210,7 @@ class StrategyExecutor:
                 "StrategyExecutor(system_prompt=None) and set it on the generator."
             )
         old = self.generator.system_prompt
-        self.generator.system_prompt = self.system_prompt
+        self.generator.system_prompt = prompt
         try:
             yield
         finally:
@@ -275,17 +315,19 @@ class StrategyExecutor:
         return results
 
     # -- parallel sampling ------------------------------------------------------------------------
-    def _sample(self, queries, n, *, score):
+    def _sample(self, queries, n, *, score, mode="cot"):
         """n full samples per valid query in one request; returns CandidatePools."""
         errors = self.query_errors(queries)
         valid = [i for i in range(len(queries)) if i not in errors]
         want_logprobs = bool(score and getattr(self.scorer_, "uses_logprobs", False))
         start = time.perf_counter()
-        with self.using_system_prompt():
+        _, max_tokens, stop = self.mode_request("", mode)
+        with self.using_system_prompt(mode):
             comps = self.generate_isolated(
-                [GenerationRequest(queries[i]) for i in valid], valid, errors,
-                n=n, max_tokens=self.max_tokens, logprobs=want_logprobs,
+                [self.mode_request(queries[i], mode)[0] for i in valid], valid, errors,
+                n=n, max_tokens=max_tokens, stop=stop, logprobs=want_logprobs,
             )
+        generation_s = time.perf_counter() - start
         pools: dict[int, CandidatePool] = {}
         for i, cs in zip(valid, comps):
             if cs is None or i in errors:
@@ -296,6 +338,7 @@ class StrategyExecutor:
                 cands.append(Candidate.from_text(
                     c.text, steps, c.tokens, finish_reason=c.finish_reason, finished=True,
                     step_logprobs=split_logprobs(steps, c.logprobs) if want_logprobs else None,
+                    request_latency_s=generation_s,
                 ))
             pools[i] = CandidatePool(
                 query=queries[i], candidates=cands,
@@ -319,7 +362,7 @@ class StrategyExecutor:
                 out.append(pools[i])
         return out
 
-    def sample_pool(self, queries, n) -> list[CandidatePool]:
+    def sample_pool(self, queries, n, mode="cot") -> list[CandidatePool]:
         """Draw ``n`` full samples per query in one batched request and score them all.
 
         Parameters
@@ -327,6 +370,8 @@ class StrategyExecutor:
         queries : sequence of str
         n : int
             Samples per query.
+        mode : str, default="cot"
+            Prompt mode (:meth:`prompt_for`).
 
         Returns
         -------
@@ -339,7 +384,8 @@ class StrategyExecutor:
         self._check_params()
         queries = self._check_queries(queries)
         n = check_positive_int(n, "n")
-        return self._sample(queries, n, score=True)
+        self.prompt_for(mode)
+        return self._sample(queries, n, score=True, mode=mode)
 
     @staticmethod
     def _check_queries(queries) -> list:
@@ -416,7 +462,8 @@ class StrategyExecutor:
         if getattr(family, "run", None) is not None:
             return family.run(self, strategy, queries, progress)
         start = time.perf_counter()
-        pools = self._sample(queries, strategy.n, score=strategy.needs_reward_model)
+        pools = self._sample(queries, strategy.n, score=strategy.needs_reward_model,
+                             mode=strategy.mode)
         elapsed = time.perf_counter() - start
         out = []
         for pool in pools:

@@ -75,7 +75,7 @@ class BeamSearchFamily:
 
             bar = tqdm(total=max_steps, desc=strategy.name)
         start = time.perf_counter()
-        with executor.using_system_prompt():
+        with executor.using_system_prompt(strategy.mode):
             for step in range(1, max_steps + 1):
                 if not parents:
                     break
