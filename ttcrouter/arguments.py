@@ -67,26 +67,24 @@ def positive_float(text) -> float:
     return value
 
 
-def positive_int(text) -> int:
-    """A whole number >= 1 (a count)."""
+def _whole(text, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {text}")
     return value
+
+
+def positive_int(text) -> int:
+    """A whole number >= 1 (a count)."""
+    return _whole(text, 1)
 
 
 def nonnegative_int(text) -> int:
     """A whole number >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
+    return _whole(text, 0)
 
 
 def port_number(text) -> int:

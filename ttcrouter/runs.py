@@ -14,15 +14,14 @@ file ``<path>.meta.json``.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
 from .strategies import METHODS, MODES, parse_strategy
+from .tables import read_table, read_table_provenance, write_table
 
 __all__ = [
     "RUN_COLUMNS",
@@ -43,7 +42,6 @@ RUN_COLUMNS = (
     "answer", "correct", "tokens", "latency_s", "error",
 )
 _KEY = ["query_id", "strategy", "repeat"]
-_PARQUET_META_KEY = b"ttcrouter.provenance"
 
 
 class RunsTableError(ValueError):
@@ -151,21 +149,6 @@ def validate_runs(runs: pd.DataFrame, *, copy: bool = True) -> pd.DataFrame:
     return df
 
 
-def _provenance_path(path: Path) -> Path:
-    return path.with_name(path.name + ".meta.json")
-
-
-def _file_format(path: Path) -> str:
-    suffixes = "".join(path.suffixes).lower()
-    if suffixes.endswith(".parquet") or suffixes.endswith(".pq"):
-        return "parquet"
-    if suffixes.endswith(".jsonl") or suffixes.endswith(".json") or suffixes.endswith(".jsonl.gz"):
-        return "jsonl"
-    raise ValueError(
-        f"Cannot tell the format of {str(path)!r} from its name: use a .parquet or .jsonl suffix."
-    )
-
-
 def write_runs(runs: pd.DataFrame, path, provenance: dict | None = None,
                *, validate: bool = True) -> Path:
     """Write a runs table to Parquet or JSONL, atomically, with its provenance.
@@ -184,39 +167,13 @@ def write_runs(runs: pd.DataFrame, path, provenance: dict | None = None,
     -------
     Path
     """
-    path = Path(path)
-    fmt = _file_format(path)
     df = validate_runs(runs) if validate else runs
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            meta = dict(table.schema.metadata or {})
-            if provenance is not None:
-                meta[_PARQUET_META_KEY] = json.dumps(provenance, default=str).encode()
-            pq.write_table(table.replace_schema_metadata(meta), tmp)
-        else:
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    if fmt == "jsonl" and provenance is not None:
-        with atomic_path(_provenance_path(path)) as tmp:
-            tmp.write_text(json.dumps(provenance, indent=2, default=str))
-    return path
+    return write_table(df, path, provenance)
 
 
 def read_provenance(path) -> dict:
     """Provenance stored with a runs file (an empty dict when there is none)."""
-    path = Path(path)
-    if _file_format(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        meta = pq.read_schema(path).metadata or {}
-        raw = meta.get(_PARQUET_META_KEY)
-        return json.loads(raw) if raw else {}
-    meta_path = _provenance_path(path)
-    return json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    return read_table_provenance(path)
 
 
 def read_runs(path, *, validate: bool = True) -> pd.DataFrame:
@@ -254,13 +211,11 @@ def read_runs(path, *, validate: bool = True) -> pd.DataFrame:
             f"ttcrouter.load_collection({str(path)!r}), or exported to one runs file with "
             f"ttcrouter.export_collection."
         )
-    if _file_format(path) == "parquet":
-        df = pd.read_parquet(path)
-    else:
-        df = pd.read_json(path, lines=True, dtype={"query_id": str, "gold": str, "answer": str})
+    df = read_table(path)
     if validate:
+        prov = df.attrs["provenance"]
         df = validate_runs(df, copy=False)
-    df.attrs["provenance"] = read_provenance(path)
+        df.attrs["provenance"] = prov
     return df
 
 

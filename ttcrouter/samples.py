@@ -17,20 +17,19 @@ generation. ``ttcrouter derive`` runs it from the command line.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .atomic import atomic_path
 from .executors.results import Candidate
-from .executors.search import select_candidate
-from .executors.search.adaptive_vote import adaptive_prefix
+
 # importing the families registers their selection rules with select_candidate
-from .executors.search import best_of_n, majority_vote  # noqa: F401
+from .executors.search import best_of_n, majority_vote, select_candidate  # noqa: F401
+from .executors.search.adaptive_vote import adaptive_prefix
 from .grading import normalize_answer
 from .strategies import MODES, AdaptiveVote, as_strategy
+from .tables import read_table, write_table
 
 __all__ = ["SAMPLE_COLUMNS", "SamplesTableError", "validate_samples", "read_samples",
            "write_samples", "derive_runs", "score_columns", "samples_from_pool"]
@@ -41,7 +40,6 @@ SAMPLE_COLUMNS = (
 )
 SCORE_PREFIX = "score_"
 _POOL = ["query_id", "repeat", "mode"]
-_META_KEY = b"ttcrouter.provenance"
 
 
 class SamplesTableError(ValueError):
@@ -132,39 +130,12 @@ def validate_samples(samples: pd.DataFrame, *, copy: bool = True) -> pd.DataFram
     return df
 
 
-def _format(path: Path) -> str:
-    name = path.name.lower()
-    if name.endswith((".parquet", ".pq")):
-        return "parquet"
-    if name.endswith((".jsonl", ".json")):
-        return "jsonl"
-    raise ValueError(f"Cannot tell the format of {str(path)!r}: use .parquet or .jsonl.")
-
-
 def write_samples(samples: pd.DataFrame, path, provenance: dict | None = None,
                   *, validate: bool = True) -> Path:
     """Write a samples table to Parquet or JSONL atomically (provenance in the Parquet
     metadata, or ``<path>.meta.json`` beside a JSONL file)."""
-    path = Path(path)
-    fmt = _format(path)
     df = validate_samples(samples) if validate else samples
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        if fmt == "parquet":
-            import pyarrow as pa
-            import pyarrow.parquet as pq
-
-            table = pa.Table.from_pandas(df, preserve_index=False)
-            meta = dict(table.schema.metadata or {})
-            if provenance is not None:
-                meta[_META_KEY] = json.dumps(provenance, default=str).encode()
-            pq.write_table(table.replace_schema_metadata(meta), tmp)
-        else:
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-    if fmt == "jsonl" and provenance is not None:
-        with atomic_path(path.with_name(path.name + ".meta.json")) as tmp:
-            tmp.write_text(json.dumps(provenance, indent=2, default=str))
-    return path
+    return write_table(df, path, provenance)
 
 
 def read_samples(path, *, validate: bool = True) -> pd.DataFrame:
@@ -178,17 +149,8 @@ def read_samples(path, *, validate: bool = True) -> pd.DataFrame:
                                 f"with ttcrouter.collection.load_samples({str(path)!r}).")
     if not path.exists():
         raise FileNotFoundError(f"No samples table at {str(path)!r}.")
-    prov = {}
-    if _format(path) == "parquet":
-        import pyarrow.parquet as pq
-
-        df = pd.read_parquet(path)
-        raw = (pq.read_schema(path).metadata or {}).get(_META_KEY)
-        prov = json.loads(raw) if raw else {}
-    else:
-        df = pd.read_json(path, lines=True, dtype={"query_id": str, "gold": str, "answer": str})
-        meta = path.with_name(path.name + ".meta.json")
-        prov = json.loads(meta.read_text()) if meta.exists() else {}
+    df = read_table(path)
+    prov = df.attrs["provenance"]
     if validate:
         df = validate_samples(df, copy=False)
     df.attrs["provenance"] = prov
