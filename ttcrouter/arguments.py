@@ -163,13 +163,20 @@ def _writable_dir(path, what: str, of=None) -> None:
                          f"in {str(probe)!r}.")
 
 
+def _model(name, flag: str) -> None:
+    """A model folder or cached name that resolves without loading (None: the default)."""
+    if name is None:
+        return
+    try:
+        resolve_model(name)
+    except FileNotFoundError as exc:
+        raise UsageError(f"{flag}: {exc}") from None
+
+
 def _encoder(args) -> None:
     name = getattr(args, "encoder", None)
-    if name and name not in ENCODER_ALIASES:
-        try:
-            resolve_model(name)
-        except FileNotFoundError as exc:
-            raise UsageError(f"--encoder: {exc}") from None
+    if name not in ENCODER_ALIASES:
+        _model(name, "--encoder")
 
 
 def _fit(args) -> None:
@@ -220,11 +227,8 @@ def _route(args) -> None:
                          "--max-total-latency (or another --max-* budget) with it.")
     _existing(args.router, "router file")
     _existing(args.file, "questions file")
-    if args.model is not None and not args.route_only:
-        try:
-            resolve_model(args.model)
-        except FileNotFoundError as exc:
-            raise UsageError(f"--model: {exc}") from None
+    if not args.route_only:
+        _model(args.model, "--model")
 
 
 def _collect(args) -> None:
@@ -242,22 +246,15 @@ def _collect(args) -> None:
         if Path(args.export).suffix not in (".parquet", ".jsonl"):
             raise UsageError(f"--export {args.export!r}: give a .parquet or .jsonl file.")
         _writable_file(args.export, "--export")
-    if args.model is not None:
-        try:
-            resolve_model(args.model)
-        except FileNotFoundError as exc:
-            raise UsageError(f"--model: {exc}") from None
+    _model(args.model, "--model")
 
 
 def _serve(args) -> None:
     if args.max_model_len < 2:
         raise UsageError(f"--max-model-len must be >= 2, got {args.max_model_len}.")
     _existing(args.router, "router file")
-    if args.model is not None and not args.upstream:
-        try:
-            resolve_model(args.model)
-        except FileNotFoundError as exc:
-            raise UsageError(f"--model: {exc}") from None
+    if not args.upstream:
+        _model(args.model, "--model")
 
 
 def _derive(args) -> None:
