@@ -5,6 +5,9 @@
 - :mod:`~ttcrouter.evaluation.report`: :class:`EvaluationReport`, its JSON and markdown;
 - :mod:`~ttcrouter.evaluation.plots`: :class:`FrontierDisplay` and
   :class:`StrategyMixDisplay`, :class:`BatchBudgetDisplay`, the report's plots;
+- :mod:`~ttcrouter.evaluation.mixes`: :func:`matched_budget_mixes`, the token-aware and the
+  latency-aware router's strategy mix at the same budgets, and :func:`mix_sentences`;
+  drawn by :class:`MatchedMixDisplay`;
 - :mod:`~ttcrouter.evaluation.batch`: :func:`batch_budget_comparison`, allocation against
   per-query lambdas and the static mix at batch budgets (``evaluate(batch_budgets=...)``).
 
@@ -14,7 +17,8 @@
 from ..frontier import frontier_at
 from .batch import batch_budget_comparison
 from .evaluate import MIN_TEST_QUERIES, MIN_TRAIN_QUERIES, evaluate
-from .plots import BatchBudgetDisplay, FrontierDisplay, StrategyMixDisplay
+from .mixes import matched_budget_mixes, mix_sentences
+from .plots import BatchBudgetDisplay, FrontierDisplay, MatchedMixDisplay, StrategyMixDisplay
 from .report import EvaluationReport
 
 __all__ = [
@@ -25,6 +29,9 @@ __all__ = [
     "MIN_TEST_QUERIES",
     "FrontierDisplay",
     "StrategyMixDisplay",
+    "MatchedMixDisplay",
+    "matched_budget_mixes",
+    "mix_sentences",
     "BatchBudgetDisplay",
     "batch_budget_comparison",
 ]

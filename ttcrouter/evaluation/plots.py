@@ -16,8 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from ..frontier import upper_envelope
+from .mixes import matched_budget_mixes
 
-__all__ = ["FrontierDisplay", "StrategyMixDisplay", "BatchBudgetDisplay", "COST_AXES"]
+__all__ = ["FrontierDisplay", "StrategyMixDisplay", "MatchedMixDisplay", "BatchBudgetDisplay",
+           "COST_AXES"]
 
 #: Cost axis -> column of the static, adaptive and oracle tables of a report.
 COST_AXES = {"tokens": "mean_tokens", "latency": "mean_latency_s"}
@@ -194,6 +196,83 @@ class StrategyMixDisplay:
             ax_.set_title(f"Strategy mix as lambda_{sweep} grows")
             ax_.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
         if new:
+            fig.tight_layout()
+        self.axes_, self.figure_ = axes, axes[0].figure
+        return self
+
+
+class MatchedMixDisplay:
+    """The token-aware and the latency-aware router's strategy mix at the same budgets.
+
+    One panel per cost axis; at each budget two stacked bars side by side, ``T`` for the
+    router that prices tokens and ``L`` for the one that prices latency
+    (:func:`ttcrouter.evaluation.mixes.matched_budget_mixes`).
+
+    Parameters
+    ----------
+    table : DataFrame
+        :func:`~ttcrouter.evaluation.mixes.matched_budget_mixes`'s output.
+    strategies : list of str
+        Color order (the same colors as :class:`StrategyMixDisplay`).
+
+    Attributes
+    ----------
+    figure_ : matplotlib Figure
+    axes_ : list of matplotlib Axes
+    """
+
+    def __init__(self, table, strategies):
+        self.table = table
+        self.strategies = list(strategies)
+
+    @classmethod
+    def from_report(cls, report, *, budgets=None):
+        """The matched-budget mixes of an :class:`~ttcrouter.evaluation.EvaluationReport`."""
+        return cls(matched_budget_mixes(report, budgets=budgets), report.strategies)
+
+    def plot(self, ax=None):
+        """Draw one panel per cost axis on ``ax`` (a sequence of Axes), or on a new figure.
+
+        Returns
+        -------
+        self : MatchedMixDisplay
+        """
+        from matplotlib import colormaps
+
+        axes_names = list(dict.fromkeys(self.table["axis"]))
+        if ax is None:
+            fig, axes = _new_axes((7.6, 3.3 * len(axes_names) + 0.6), n_rows=len(axes_names))
+        else:
+            axes, fig = list(np.atleast_1d(ax)), None
+            if len(axes) != len(axes_names):
+                raise ValueError(f"ax holds {len(axes)} Axes for {len(axes_names)} cost axes.")
+        cmap = colormaps["tab20"]
+        colors = {s: cmap(i % 20) for i, s in enumerate(self.strategies)}
+        for ax_, name in zip(axes, axes_names):
+            t = self.table[self.table["axis"] == name].reset_index(drop=True)
+            used = set()
+            ticks, labels = [], []
+            for k, row in t.iterrows():
+                for j, router in enumerate(("tokens", "latency")):
+                    x = 3 * k + j
+                    bottom = 0.0
+                    for s, share in sorted(row[f"{router}_mix"].items(),
+                                           key=lambda kv: self.strategies.index(kv[0])):
+                        ax_.bar(x, share, bottom=bottom, width=0.9, color=colors[s],
+                                edgecolor="none", label=None if s in used else s)
+                        used.add(s)
+                        bottom += share
+                    ticks.append(x)
+                    labels.append(("T" if router == "tokens" else "L")
+                                  + (f"\n<= {row['budget']:.3g}" if j == 0 else ""))
+            ax_.set_xticks(ticks)
+            ax_.set_xticklabels(labels, fontsize=7)
+            ax_.set_ylim(0, 1)
+            ax_.set_ylabel("share of test queries")
+            ax_.set_xlabel(f"budget, {_XLABELS[name]}: T prices tokens, L prices latency")
+            ax_.set_title(f"Strategy mix at matched {name} budgets")
+            ax_.legend(fontsize=6, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        if fig is not None:
             fig.tight_layout()
         self.axes_, self.figure_ = axes, axes[0].figure
         return self

@@ -16,7 +16,14 @@ import pandas as pd
 
 from .._version import __version__
 from .batch import batch_markdown, batch_summary_lines
-from .plots import BatchBudgetDisplay, COST_AXES, FrontierDisplay, StrategyMixDisplay
+from .mixes import MIX_DIFFERENCE, matched_budget_mixes, mix_sentences
+from .plots import (
+    BatchBudgetDisplay,
+    COST_AXES,
+    FrontierDisplay,
+    MatchedMixDisplay,
+    StrategyMixDisplay,
+)
 
 __all__ = ["EvaluationReport", "SWEEPS"]
 
@@ -92,6 +99,14 @@ class EvaluationReport:
     fitted_router: object = field(default=None, repr=False)
 
     @property
+    def matched_mixes(self) -> pd.DataFrame:
+        """The token-aware and latency-aware routers' mixes at the gap-closed budgets.
+
+        :func:`ttcrouter.evaluation.mixes.matched_budget_mixes` of this report.
+        """
+        return matched_budget_mixes(self)
+
+    @property
     def best_static(self) -> str:
         """Name of the static strategy with the highest test accuracy."""
         return str(self.static["accuracy"].idxmax())
@@ -113,6 +128,7 @@ class EvaluationReport:
             "oracle": {k: records(v) for k, v in self.oracle.items()},
             "mix": {k: records(v) for k, v in self.mix.items()},
             "gap_closed": records(self.gap_closed),
+            "matched_budget_mixes": records(self.matched_mixes),
             "auc": _jsonable(self.auc),
             "frontier_check": _jsonable(self.frontier_check),
             "config": _jsonable(self.config),
@@ -153,6 +169,8 @@ class EvaluationReport:
             verdict = "yes" if c["at_or_above_everywhere"] else f"no ({_shortfall_text(c)})"
             lines.append(f"  router at or above the static frontier at every {axis} budget: "
                          f"{verdict}")
+        lines.append("token-aware against latency-aware router at matched budgets:")
+        lines += [f"  {text}" for text in mix_sentences(self.matched_mixes)]
         if self.batch is not None:
             lines += batch_summary_lines(self.batch)
         return "\n".join(lines)
@@ -179,6 +197,9 @@ class EvaluationReport:
         path = out / "strategy_mix.png"
         StrategyMixDisplay.from_report(self).plot().figure_.savefig(path)
         self.files["strategy_mix"] = str(path)
+        path = out / "strategy_mix_matched.png"
+        MatchedMixDisplay.from_report(self).plot().figure_.savefig(path)
+        self.files["strategy_mix_matched"] = str(path)
         if self.batch is not None:
             path = out / "batch_budgets.png"
             BatchBudgetDisplay.from_report(self).plot().figure_.savefig(path)
@@ -340,6 +361,17 @@ def _markdown(rep: EvaluationReport) -> str:
         "Share of test queries routed to each strategy as the penalty grows:",
         "",
         "![strategy mix](strategy_mix.png)",
+        "",
+        "## Token-aware against latency-aware routing at matched budgets",
+        "",
+        "At each budget, the setting of each sweep with the best test accuracy whose mean "
+        "cost on that axis is within the budget (the point its frontier takes there). "
+        f"Mixes that route fewer than {MIX_DIFFERENCE:.0%} of the queries differently "
+        "count as the same.",
+        "",
+        *[f"- {text}" for text in mix_sentences(rep.matched_mixes)],
+        "",
+        "![strategy mix at matched budgets](strategy_mix_matched.png)",
         "",
         "## Adaptive router sweeps",
         "",
