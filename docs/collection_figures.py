@@ -41,7 +41,9 @@ def main(argv=None):
     prov = df.attrs.get("provenance", {})
     config = prov.get("config", {})
     planned_q = config.get("dataset", {}).get("n_queries")
-    strategies = config.get("strategies") or sorted(df["strategy"].unique())
+    # the configuration's order, then strategies carried over from another table (beam search)
+    strategies = list(config.get("strategies") or [])
+    strategies += sorted(set(df["strategy"].unique()) - set(strategies))
     summary = aggregate_runs(df, missing="drop")
     parallel_names = [s for s in strategies if not s.startswith("beam_search")]
     par = aggregate_runs(df, strategies=parallel_names, missing="drop")
@@ -74,7 +76,7 @@ def main(argv=None):
         values = (oracle if name.startswith("oracle") else pass_rate
                   if name.startswith("one-sample") else Y[name])
         if name.startswith("oracle"):
-            name = f"oracle, all 17 strategies ({len(oracle)} q.)"
+            name = f"oracle, all {len(strategies)} strategies ({len(oracle)} q.)"
         elif name.startswith("one-sample"):
             name = f"one-sample acc. from pools ({len(pass_rate)} q.)"
         ax.hist(values, bins=np.linspace(0, 1, 11), color="#4472c4", edgecolor="white")
@@ -97,6 +99,8 @@ def main(argv=None):
     per_q = cell["Y"].unstack("strategy")
     lvl = per_q.groupby(level.reindex(per_q.index)).mean()
     lvl_cols = [s for s in ("majority_vote@n=1", "majority_vote@n=16",
+                            "majority_vote@n=1,mode=direct", "majority_vote@n=16,mode=direct",
+                            "adaptive_vote@n=16,b=4,t=0.75",
                             "weighted_majority_vote@n=16", "best_of_n@n=16",
                             "beam_search@n=4,w=2", "beam_search@n=8,w=4") if s in per_q.columns]
     lvl = lvl[lvl_cols]
@@ -109,8 +113,8 @@ def main(argv=None):
              f"Table: `ttcrouter/data/arithmetic_smollm2_runs.parquet` ({len(df)} rows; "
              f"{len(df) / planned_rows:.0%} of the planned {planned_rows} = "
              f"{planned_q} queries x {len(strategies)} strategies x {planned_repeats} repeats). "
-             f"{len(Y)} queries have runs of all 15 parallel strategies and "
-             f"{len(summary)} of all 17 (beam search included); "
+             f"{len(Y)} queries have runs of all {len(parallel_names)} pooled strategies and "
+             f"{len(summary)} of all {len(strategies)} (beam search included); "
              f"repeats per (query, strategy) cell: min {repeats_done.min()}, "
              f"max {repeats_done.max()}. Rows with an error: {int(df['error'].notna().sum())}.", "",
              "### Provenance", "",
@@ -144,7 +148,8 @@ def main(argv=None):
                   *text_hist(single.to_numpy()), "```", ""]
     lines += ["Oracle (best strategy per query):", "", "```", *text_hist(oracle.to_numpy()),
               "```", "",
-              f"Of the {len(summary)} queries with all 17 strategies: no strategy ever solves "
+              f"Of the {len(summary)} queries with all {len(strategies)} strategies: no strategy "
+              f"ever solves "
               f"{(oracle == 0).mean():.0%}; every strategy solves in every repeat "
               f"{(summary.Y.min(axis=1) == 1).mean():.0%}; the best strategy beats one sample "
               f"by >= 0.5 on "

@@ -80,7 +80,7 @@ def _setup_text(per_query_costs=False, prune=True, generator_encoder=False):
 
 def section(summary, runs, prov, shown, args, report_dir, cmd, title, cv=None, batch=None,
             **setup):
-    from ttcrouter.evaluation import evaluate
+    from ttcrouter.evaluation import evaluate, mix_sentences
     from ttcrouter.evaluation.batch import batch_markdown
 
     repeats = runs[runs["strategy"].isin(summary.strategies)].groupby(["query_id", "strategy"]).size()
@@ -198,6 +198,16 @@ Area under each accuracy-cost frontier (log cost scaled to [0, 1] over the stati
 ![accuracy vs latency]({report_dir.name}/accuracy_vs_latency.png)
 
 ![strategy mix]({report_dir.name}/strategy_mix.png)
+
+### Token-aware against latency-aware routing at matched budgets
+
+At each budget, the setting of each single-cost sweep with the best test accuracy whose mean
+cost on that axis is within the budget; mixes that route fewer than 10% of the queries
+differently count as the same (`ttcrouter.evaluation.matched_budget_mixes`).
+
+{chr(10).join("- " + t for t in mix_sentences(rep.matched_mixes))}
+
+![strategy mix at matched budgets]({report_dir.name}/strategy_mix_matched.png)
 
 The full report (all sweeps, metrics.json) is in `docs/{report_dir.name}/`.
 """

@@ -1,6 +1,6 @@
 """Early-stopping votes against majority@16, direct against step-by-step prompts: docs/tradeoffs.md.
 
-Run: python docs/tradeoffs.py [RUNS] [--out docs/tradeoffs.md]
+Run: python docs/tradeoffs.py [RUNS] [--out docs/tradeoffs.md] [--before OLD_RUNS]
 
 RUNS is a runs table or a collection directory (default: the shipped table). Everything is
 read from the table; nothing is generated. Intervals are 90% percentile intervals of a
@@ -121,12 +121,11 @@ def rank_agreement(runs):
 
     m = runs.groupby("strategy")[["tokens", "latency_s"]].mean()
     tau = kendalltau(m["tokens"], m["latency_s"]).statistic
-    by_t = m.sort_values("tokens").index.tolist()
-    by_l = m.sort_values("latency_s").index.tolist()
-    swapped = sum(1 for i, a in enumerate(by_t) for b in by_t[i + 1:]
-                  if by_l.index(a) > by_l.index(b))
-    pairs = len(by_t) * (len(by_t) - 1) // 2
-    return tau, swapped, pairs, m
+    t, lat = m["tokens"].to_numpy(), m["latency_s"].to_numpy()
+    upper = np.triu_indices(len(m), k=1)
+    # strictly opposite: one strategy dearer in tokens and cheaper in latency (ties excluded)
+    swapped = int((((t[:, None] - t[None, :]) * (lat[:, None] - lat[None, :]))[upper] < 0).sum())
+    return tau, swapped, len(upper[0]), m
 
 
 def main(argv=None):
@@ -134,6 +133,8 @@ def main(argv=None):
     parser.add_argument("runs", nargs="?",
                         default=str(ROOT / "ttcrouter" / "data" / "arithmetic_smollm2_runs.parquet"))
     parser.add_argument("--out", default=str(DOCS / "tradeoffs.md"))
+    parser.add_argument("--before", default=None,
+                        help="an earlier runs table whose rank agreement is shown beside")
     args = parser.parse_args(argv)
 
     from ttcrouter.collection import load_runs
@@ -145,6 +146,13 @@ def main(argv=None):
     dc = direct_vs_cot(runs, means)
     tau, swapped, pairs, m = rank_agreement(runs)
     shown = os.path.relpath(args.runs, ROOT)
+    before = ""
+    if args.before:
+        old = load_runs(args.before)
+        b_tau, b_swapped, b_pairs, b_m = rank_agreement(old[old["error"].isna()])
+        before = (f" The table before this one (`{os.path.relpath(args.before, ROOT)}`, "
+                  f"{len(b_m)} strategies): tau {b_tau:.2f}, {b_swapped} of {b_pairs} pairs "
+                  "in opposite orders.")
     lines = [
         "# Strategies that trade latency against tokens: what the table shows", "",
         f"Command: `python docs/tradeoffs.py {shown}`  ",
@@ -166,7 +174,7 @@ def main(argv=None):
         f"Kendall's tau between the {len(m)} strategies' mean tokens and mean latency: "
         f"**{tau:.2f}**; {swapped} of {pairs} pairs of strategies are in opposite orders "
         "on the two axes (a pair in opposite orders is one where a router that prices "
-        "tokens and one that prices latency can disagree).", "",
+        "tokens and one that prices latency can disagree)." + before, "",
     ]
     Path(args.out).write_text("\n".join(lines))
     print("\n".join(lines))
