@@ -468,3 +468,13 @@ def test_bad_batch_budgets_are_usage_errors(value, runs_file, capsys):
         main(["evaluate", str(runs_file), "--batch-budgets", value])
     assert exc.value.code == 2
     assert "--batch-budgets" in capsys.readouterr().err
+
+
+def test_fit_records_how_the_runs_were_executed(tmp_path):
+    """route and serve run with the runs table's token cap and prompts (router metadata)."""
+    path = tmp_path / "runs.parquet"
+    runs = make_synthetic_runs(24, strategies=STRATEGIES, repeats=1, random_state=0)
+    write_runs(runs, path, provenance={"sampling": {"max_tokens": 80, "temperature": 0.7}})
+    out = tmp_path / "r.joblib"
+    assert main(["fit", str(path), "--out", str(out), "--encoder", "minilm"]) == 0
+    assert joblib.load(out)["metadata"]["execution"] == {"max_tokens": 80, "temperature": 0.7}

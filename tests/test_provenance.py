@@ -43,3 +43,28 @@ def test_command_line_and_describe():
 
     assert describe(Scorer()) == "Scorer(model=Qwen/PRM, aggregation=last)"
     assert describe(Plain()) == "Plain" and describe(None) is None
+
+
+def test_execution_settings_from_a_collections_provenance():
+    from ttcrouter.provenance import execution_settings
+
+    prov = {
+        "sampling": {"temperature": 0.7, "top_p": 1.0, "max_tokens": 80,
+                     "step_max_tokens": 64, "max_steps": None, "aggregation": "last",
+                     "step_delimiter": "\n", "system_prompt": None},
+        "config": {"prompts": {"direct": {"system": "Answer only.", "prefix": "Answer:",
+                                          "max_tokens": 12, "stop": ["\n"]}}},
+        # beam search rows carried over from a table with its own step settings
+        "carried_over": {"strategies": ["beam_search@n=4,w=2"],
+                         "sampling": {"step_max_tokens": 32, "max_steps": None,
+                                      "step_delimiter": "\n", "aggregation": "last"}},
+    }
+    got = execution_settings(prov)
+    assert got == {"max_tokens": 80, "temperature": 0.7, "top_p": 1.0, "step_max_tokens": 32,
+                   "step_delimiter": "\n", "aggregation": "last",
+                   "prompts": {"direct": {"system": "Answer only.", "prefix": "Answer:",
+                                          "max_tokens": 12, "stop": ["\n"]}}}
+    # carried-over rows of other strategies do not set the step settings
+    prov["carried_over"]["strategies"] = ["majority_vote@n=4"]
+    assert execution_settings(prov)["step_max_tokens"] == 64
+    assert execution_settings(None) == {} and execution_settings({}) == {}

@@ -257,3 +257,23 @@ def test_run_budgeted_on_the_embedded_model(text_pipe, vllm_generator):
     assert run.realised_tokens == sum(r.tokens for r in run.results) > 0
     assert run.wall_clock_s > 0 and run.allocation.tokens <= 900
     assert run.realised_over_budget["tokens"] == pytest.approx(run.realised_tokens / 900)
+
+
+def test_routed_execution_uses_the_settings_the_router_learned_under(fitted_pipeline, tmp_path):
+    """A router file records how its runs were executed; the executor built for it uses that."""
+    from ttcrouter.executors.base import PromptMode
+
+    meta = {"execution": {"max_tokens": 80, "temperature": 0.5, "step_max_tokens": 32,
+                          "prompts": {"direct": {"system": "Answer only.", "prefix": "Answer:",
+                                                 "max_tokens": 12, "stop": ["\n"]}}}}
+    path = save_router(fitted_pipeline, tmp_path / "r.joblib", metadata=meta)
+    ex = RoutedExecutor(path)._build_executor()  # builds; starts no engine
+    assert (ex.max_tokens, ex.temperature, ex.step_max_tokens) == (80, 0.5, 32)
+    assert ex.prompts["direct"] == PromptMode("Answer only.", "Answer:", 12, ("\n",))
+    # what the caller says wins
+    ex = RoutedExecutor(path, executor_kwargs={"max_tokens": 40})._build_executor()
+    assert (ex.max_tokens, ex.temperature) == (40, 0.5)
+    # a file without the record keeps the executor's defaults
+    plain = save_router(fitted_pipeline, tmp_path / "plain.joblib")
+    ex = RoutedExecutor(plain)._build_executor()
+    assert (ex.max_tokens, ex.temperature) == (256, 0.7)

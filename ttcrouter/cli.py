@@ -330,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="OpenAI-compatible server URL for --backend openai (repeat for a "
                         "fleet of servers)")
     p.add_argument("--max-tokens", type=positive_int, default=None,
-                   help="most tokens per generated solution")
+                   help="most tokens per generated solution (default: the router's runs "
+                        "table's, recorded in the router file, else 256)")
     p.add_argument("--route-only", action="store_true",
                    help="print the chosen strategy without running it")
     b = p.add_argument_group(
@@ -376,10 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="strategies running at once; more requests queue (default: 32)")
     p.add_argument("--timeout", type=positive_float, default=600.0, metavar="SECONDS",
                    help="deadline of a request unless its ttc.timeout_s says (default: 600)")
-    p.add_argument("--max-tokens", type=positive_int, default=256,
-                   help="token limit of one candidate unless the request says (default: 256)")
-    p.add_argument("--temperature", type=nonnegative_float, default=0.7,
-                   help="sampling temperature unless the request says (default: 0.7)")
+    p.add_argument("--max-tokens", type=positive_int, default=None,
+                   help="token limit of one candidate unless the request says (default: the "
+                        "router's runs table's, else 256)")
+    p.add_argument("--temperature", type=nonnegative_float, default=None,
+                   help="sampling temperature unless the request says (default: the "
+                        "router's runs table's, else 0.7)")
     p.add_argument("--batch-window-ms", type=nonnegative_float, default=3.0,
                    help="how long routing waits to batch concurrent requests (default: 3)")
     p.add_argument("--route-threads", type=nonnegative_int, default=1, metavar="N",

@@ -29,6 +29,7 @@ from .evaluation import evaluate
 from .models import SHIPPED_RUNS, embedded_generator_path, shipped_runs_path
 from .persistence import router_lambda, save_router
 from .probe import ProbeClassifier
+from .provenance import execution_settings
 from .router import UtilityRouter
 from .runs import (
     aggregate_runs,
@@ -188,7 +189,8 @@ def _fit_router(runs, args):
     logger.info("fitting the router")
     pipe.fit(summary.texts, summary.Y, router__tokens=summary.T, router__latency=summary.L)
     meta = {"runs": str(args.runs), "n_queries": n_q, "fit_seconds":
-            round(time.perf_counter() - t0, 2), **budget}
+            round(time.perf_counter() - t0, 2), **budget,
+            "execution": execution_settings(runs.attrs.get("provenance"))}
     return pipe, meta
 
 
@@ -326,7 +328,9 @@ def cmd_demo(args) -> int:
                              ("router", report.fitted_router)])
             out = save_router(pipe, Path(args.report) / "router.joblib",
                               metadata={"runs": str(path) if path else "synthetic",
-                                        "fitted_on": fitted_on})
+                                        "fitted_on": fitted_on,
+                                        "execution": execution_settings(
+                                            runs.attrs.get("provenance"))})
             print(f"router (fitted on {fitted_on}) saved to {out}")
     except Exception as exc:  # noqa: BLE001 - the report is what the demo is for
         logger.warning("could not save the demo router: %s", exc)

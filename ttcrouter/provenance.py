@@ -19,7 +19,7 @@ from pathlib import Path
 from ._version import __version__
 
 __all__ = ["hardware_info", "package_version", "package_versions", "now", "describe",
-           "command_line"]
+           "command_line", "execution_settings", "EXECUTION_KEYS"]
 
 #: Packages whose versions :func:`package_versions` reports by default.
 DEFAULT_PACKAGES = ("scikit-learn", "numpy", "pandas", "torch", "transformers",
@@ -130,3 +130,43 @@ def describe(obj) -> str | None:
     agg = getattr(obj, "aggregation", None)
     extra = ", ".join(f"{k}={v}" for k, v in (("model", model), ("aggregation", agg)) if v)
     return f"{name}({extra})" if extra else name
+
+
+#: Executor settings a runs table's provenance fixes (``StrategyExecutor`` arguments).
+EXECUTION_KEYS = ("max_tokens", "temperature", "top_p", "step_max_tokens", "max_steps",
+                  "step_delimiter", "aggregation")
+_STEP_KEYS = ("step_max_tokens", "max_steps", "step_delimiter", "aggregation")
+
+
+def execution_settings(provenance) -> dict:
+    """How the strategies of a runs table were executed, from its provenance.
+
+    A router learns accuracy and costs under these settings (a cap of 80 tokens per sample
+    costs and scores differently from one of 256), so a router file records them and
+    :class:`~ttcrouter.RoutedExecutor` runs with them unless told otherwise.
+
+    Parameters
+    ----------
+    provenance : dict or None
+        ``runs.attrs["provenance"]`` of a table written by ``ttcrouter collect``.
+
+    Returns
+    -------
+    dict
+        The :data:`EXECUTION_KEYS` the provenance states (``None`` values left out), and
+        ``prompts`` (mode -> ``{"system", "prefix", "max_tokens", "stop"}``) when the table
+        used prompt modes. Beam search's step settings come from the table its rows were
+        carried over from, when they were. Empty when nothing is known.
+    """
+    prov = dict(provenance or {})
+    config = prov.get("config") or {}
+    sampling = dict(prov.get("sampling") or config.get("sampling") or {})
+    carried = prov.get("carried_over") or {}
+    if carried.get("sampling") and all(str(s).startswith("beam_search")
+                                       for s in carried.get("strategies", [])):
+        sampling.update({k: carried["sampling"].get(k) for k in _STEP_KEYS})
+    out = {k: sampling[k] for k in EXECUTION_KEYS if sampling.get(k) is not None}
+    prompts = config.get("prompts")
+    if prompts:
+        out["prompts"] = {mode: dict(p) for mode, p in prompts.items()}
+    return out

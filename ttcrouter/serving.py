@@ -28,7 +28,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from .budgeting import BudgetedRun, check_budget
-from .executors.base import GenerationRequest
+from .executors.base import GenerationRequest, PromptMode
 from .executors.factory import BACKENDS, make_executor
 from .persistence import (
     ROUTER_FORMAT,
@@ -41,6 +41,7 @@ from .persistence import (
 __all__ = [
     "RoutedResult",
     "RoutedExecutor",
+    "learned_executor_kwargs",
     # the result of run_budgeted, from ttcrouter.budgeting
     "BudgetedRun",
     # re-exported from ttcrouter.persistence (their home since issue 13)
@@ -108,6 +109,36 @@ class RoutedResult:
         return asdict(self)
 
 
+
+
+def learned_executor_kwargs(metadata) -> dict:
+    """:class:`~ttcrouter.executors.StrategyExecutor` arguments a router file records.
+
+    ``ttcrouter fit`` and ``ttcrouter demo`` store how the runs table was executed
+    (:func:`ttcrouter.provenance.execution_settings`) in the file's metadata under
+    ``"execution"``; a router predicts costs under those settings, so routed execution uses
+    them unless told otherwise.
+
+    Parameters
+    ----------
+    metadata : dict or None
+        A router file's metadata (:func:`ttcrouter.persistence.load_router`).
+
+    Returns
+    -------
+    dict
+        ``max_tokens``, ``temperature``, ... as recorded, and ``prompts`` as
+        :class:`~ttcrouter.executors.base.PromptMode` objects; empty for files without them.
+    """
+    learned = dict((metadata or {}).get("execution") or {})
+    prompts = learned.pop("prompts", None)
+    if prompts:
+        learned["prompts"] = {mode: PromptMode(system=p.get("system"),
+                                               prefix=p.get("prefix", ""),
+                                               max_tokens=p.get("max_tokens"),
+                                               stop=tuple(p.get("stop") or ()))
+                              for mode, p in prompts.items()}
+    return learned
 
 
 class RoutedExecutor:
@@ -224,6 +255,10 @@ class RoutedExecutor:
             generator_kwargs.setdefault("enforce_eager", True)
         if self.backend == "openai" and self.base_url is None:
             raise ValueError("backend='openai' needs base_url (the server's /v1 URL).")
+        # run as the router's table was collected (token cap, temperature, prompt modes),
+        # so that realised costs are the ones it learned; executor_kwargs override
+        for key, value in learned_executor_kwargs(self.metadata).items():
+            ekw.setdefault(key, value)
         return make_executor(
             self.backend, self.model, self.base_url, scorer=self.scorer,
             max_tokens=ekw.pop("max_tokens", 256), temperature=ekw.pop("temperature", 0.7),

@@ -55,6 +55,7 @@ class ServerConfig:
     top_p: float = 1.0
     max_tokens: int = 256
     max_tokens_limit: int = 1024
+    executor_kwargs: dict = field(default_factory=dict)
     max_prompt_chars: int = 8000
     batch_window_ms: float = 3.0
     max_batch: int = 64
@@ -132,7 +133,7 @@ async def _start(state: ServerState, router, generator):
     state.execution = ExecutionService(
         sync_gen, max_concurrency=config.max_concurrency, temperature=config.temperature,
         top_p=config.top_p, max_tokens=config.max_tokens,
-        executor_kwargs={"step_delimiter": config.step_delimiter})
+        executor_kwargs={"step_delimiter": config.step_delimiter, **config.executor_kwargs})
     state.ready = True
 
 
