@@ -297,9 +297,13 @@ splits, latency in {ok['latency']} of {len(seeds)}; the largest shortfall over a
 
 def reliability(runs) -> str:
     """How much per-query signal the table holds: split-half reliability by strategy."""
+    from ttcrouter.frontier import pareto_frontier
     from ttcrouter.metrics import split_half_reliability
 
     rel = split_half_reliability(runs, random_state=0)
+    means = runs[runs["error"].isna()].groupby("strategy")[["correct", "tokens"]].mean()
+    on = pareto_frontier(means["tokens"], means["correct"])
+    frontier = ", ".join(f"`{means.index[i]}` ({means['tokens'].iloc[i]:.0f} tokens)" for i in on)
     acc, gain = rel[rel["what"] == "accuracy"], rel[rel["what"] == "gain"]
     rows = [{"strategy or gain": k, "queries": int(r["n_queries"]),
              "split-half r": fmt(r["split_half_r"]), "reliability": fmt(r["reliability"])}
@@ -318,12 +322,11 @@ Which queries a strategy solves repeats well (reliability {acc['reliability'].mi
 the static frontier at the middle budgets. Which queries *gain* from the next budget of a
 method barely repeats (reliability {gain['reliability'].min():.2f} to
 {gain['reliability'].max():.2f}): with at most {int(runs['repeat'].nunique())} runs per cell, the per-query gain of
-n=2 over n=1, or of n=16 over n=8, is mostly run-to-run noise. Where the static frontier
-is one strategy at a kink of the static curve (here n=2, at about 100 tokens) or at its top
-(n=16), beating it needs exactly that gain signal, so the router can at best tie there, and on
-a finite test set a tie lands a query or two above or below. Compare the budgets at which the
-robustness tables above report a shortfall. More runs per cell would raise the reliability of
-the gains.
+one budget over the next is mostly run-to-run noise. Where the static frontier is one strategy
+at a kink of the static curve or at its top (on the token axis here: {frontier}), beating it
+needs exactly that gain signal, so the router can at best tie there, and on a finite test set
+a tie lands a query or two above or below. Compare the budgets at which the robustness tables
+above report a shortfall. More runs per cell would raise the reliability of the gains.
 """
 
 
