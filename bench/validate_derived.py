@@ -83,7 +83,7 @@ def main(argv=None):
     ex = make_executor("vllm", None, seed=cfg.get("seed", 0), max_tokens=samp["max_tokens"],
                        temperature=samp["temperature"], kv_cache_space_gb=4)
     for mode, p in cfg.get("prompts", {}).items():
-        ex.prompts = {**ex.prompts, mode: PromptMode(
+        ex.prompts = {**(ex.prompts or {}), mode: PromptMode(
             system=p["system"], prefix=p["prefix"], max_tokens=p["max_tokens"],
             stop=tuple(p["stop"]))}
     ex.execute(specs[0], queries["query"].iloc[0])  # warm-up

@@ -442,9 +442,20 @@ def test_shipped_embedded_table():
     prov = df.attrs["provenance"]
     assert prov["model"] == "SmolLM2-135M-Instruct" and prov["backend"] == "vllm"
     assert prov["hardware"]["cpu_count"] >= 1 and prov["sessions"]
-    assert set(df["latency_source"]) == {"calibrated"}
+    # parallel rows from the calibrated lines, early-stopping votes from their rounds
+    assert set(df["latency_source"]) == {"calibrated", "rounds"}
     summary = aggregate_runs(df)
-    assert len(summary) >= 32 and len(summary.strategies) == 17
+    # the collection contract: every query has every strategy, 4 repeats per cell, no error
+    assert len(summary) >= 400 and len(summary.strategies) == 34
+    assert set(df.groupby(["query_id", "strategy"]).size()) == {4}
+    assert df["error"].isna().all()
+    modes = {"direct" if "mode=direct" in s else "cot" for s in summary.strategies}
+    assert modes == {"cot", "direct"}
+    assert sum(s.startswith("adaptive_vote") for s in summary.strategies) == 6
+    # beam search carried over from the earlier collection, and the provenance says so
+    carried = prov["carried_over"]
+    assert carried["strategies"] == ["beam_search@n=4,w=2", "beam_search@n=8,w=4"]
+    assert carried["rows"] == (df["strategy"].str.startswith("beam_search")).sum()
     # per-query accuracy varies: some queries always solved by some strategy, some never
     oracle = summary.Y.max(axis=1)
     assert (oracle == 0).any() and (oracle > 0.5).any()
@@ -559,3 +570,45 @@ def test_a_new_calibration_re_derives_early_stopping_rows_from_their_samples(tmp
     got = df[df["strategy"] == "adaptive_vote@n=4,b=2,t=1"].sort_values("query_id")
     np.testing.assert_allclose(got["latency_s"], want.sort_values("query_id")["latency_s"])
     assert (got["latency_s"] > 10).all()
+
+
+@pytest.mark.slow
+def test_shipped_samples_derive_the_shipped_runs():
+    """Every pooled row of the shipped runs table is derive_runs of the shipped samples."""
+    runs_path = ROOT / "ttcrouter" / "data" / "arithmetic_smollm2_runs.parquet"
+    samples_path = ROOT / "ttcrouter" / "data" / "arithmetic_smollm2_samples.parquet"
+    if not samples_path.exists():
+        pytest.skip("the embedded samples table is not shipped in this checkout")
+    from ttcrouter.samples import derive_runs, read_samples
+
+    samples = read_samples(samples_path)      # validates the samples contract
+    assert len(samples) == 400 * 4 * 2 * 16
+    runs = read_runs(runs_path)
+    pooled = sorted(s for s in runs["strategy"].unique() if not s.startswith("beam_search"))
+    assert not samples["answer"].eq("nan").any()  # a missing answer is null, not "nan"
+    derived = derive_runs(samples, pooled)
+    key = ["query_id", "strategy", "repeat"]
+    both = derived.merge(runs, on=key, suffixes=("", "_runs"))
+    assert len(both) == len(derived) == 400 * len(pooled) * 4
+    for col in ("correct", "tokens", "n_samples", "steps", "prompt_tokens"):
+        assert (both[col] == both[f"{col}_runs"]).all(), col
+    assert (both["answer"].fillna("") == both["answer_runs"].fillna("")).all()
+
+
+def test_a_missing_answer_is_stored_as_null(tmp_path):
+    """pandas 3 reads None among strings as NaN; the samples file must still hold null."""
+    from ttcrouter.collection.store import CollectionStore
+    from ttcrouter.samples import read_samples
+
+    store = CollectionStore(tmp_path / "c")
+    store.path.mkdir()
+    base = dict(query_id="q", query="What is 1 + 1?", gold="2", repeat=0, mode="cot",
+                correct=0, tokens=3, finish_reason="stop", request_latency_s=0.1, round=0,
+                prompt_tokens=9, score_logprob=0.5)
+    samples = [dict(base, sample=0, text="no idea", answer=None),
+               dict(base, sample=1, text="It is 2", answer="2", correct=1)]
+    rows = [{"query_id": "q", "strategy": "majority_vote@n=2", "repeat": 0}]
+    store.write_part(rows, samples)
+    (path,) = store.path.glob("samples-*.parquet")
+    back = read_samples(path)
+    assert back["answer"].tolist() == [None, "2"]

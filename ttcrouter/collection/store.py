@@ -288,7 +288,8 @@ class CollectionStore:
             frame = pd.DataFrame(samples)
             for col in ("query_id", "gold", "answer", "level", "finish_reason"):
                 if col in frame.columns:
-                    frame[col] = pd.array([None if v is None else str(v)
+                    # pandas 3 reads None in a column of strings as NaN: test with isna
+                    frame[col] = pd.array([None if pd.isna(v) else str(v)
                                            for v in frame[col]], dtype="string")
             _write_table(self.path / ("samples-" + name[len("part-"):]), frame)
         _write_table(path, df, _part_schema())
