@@ -121,6 +121,10 @@ def main(argv=None):
              f"- model: {prov.get('model')} ({prov.get('backend')}, {prov.get('vllm')}), "
              f"scorer {prov.get('scorer')}",
              f"- sampling: {prov.get('sampling')}",
+             *([f"- carried over: {prov['carried_over']['rows']} rows of "
+                f"{', '.join(prov['carried_over']['strategies'])} from "
+                f"{prov['carried_over']['from']}; their sampling: "
+                f"{prov['carried_over'].get('sampling')}"] if prov.get("carried_over") else []),
              f"- seed {prov.get('seed')}, pool size {prov.get('pool_size')}, dataset "
              f"{prov.get('dataset')}",
              f"- hardware: {hw.get('cpu')}, {hw.get('cpu_count')} cores, {hw.get('memory_gb')} GB, "
