@@ -98,6 +98,7 @@ def main(argv=None):
                          "correct": int(bool(is_correct(res.answer, q["gold"])))})
     ex.generator.close()
     wall = time.perf_counter() - t_start
+    load1 = os.getloadavg()[0]
     live = pd.DataFrame(live)
     live.to_csv(Path(args.out).with_suffix(".live.csv"), index=False)
 
@@ -120,13 +121,16 @@ def main(argv=None):
         row["derived latency (s)"] = f"{dv['latency_s'].mean():.2f}"
         rows.append(row)
     cols = list(rows[0])
+    n_differ = sum(v.endswith("**differs**") for r in rows for v in r.values())
+    n_tests = 4 * len(rows)
     lines = [
         "# Derived rows against live executions", "",
         f"Command: `python bench/validate_derived.py {os.path.relpath(args.collection, ROOT)} "
         f"--queries {len(chosen)}`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; live runs {wall:.0f} s  ",
         f"Hardware: {hardware_info()['cpu']}, {os.cpu_count()} cores, no GPU, vLLM compiled, "
-        f"SmolLM2-135M; 1-minute load average {load0:.1f} at the start.", "",
+        f"SmolLM2-135M; 1-minute load average {load0:.1f} at the start, {load1:.1f} at the end.",
+        "",
         f"{len(chosen)} queries drawn at random (seed 0) from the collection. Live: each "
         "strategy run alone, one query at a time, once per query. Derived: the collection's "
         "rows of the same queries, each query's mean over its repeats. Each cell: the "
@@ -134,6 +138,9 @@ def main(argv=None):
         "marks an interval that excludes no difference (0 for accuracy, 1 for ratios).", "",
         "| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |",
         *["| " + " | ".join(r[c] for c in cols) + " |" for r in rows], "",
+        f"{n_differ} of {n_tests} intervals exclude no difference; at 90% about "
+        f"{n_tests / 10:.0f} would by chance alone if every derived row matched its live "
+        "execution.", "",
         f"Live rows: `{Path(args.out).with_suffix('.live.csv').name}`.", "",
     ]
     Path(args.out).write_text("\n".join(lines))
