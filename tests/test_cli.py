@@ -468,3 +468,40 @@ def test_bad_batch_budgets_are_usage_errors(value, runs_file, capsys):
         main(["evaluate", str(runs_file), "--batch-budgets", value])
     assert exc.value.code == 2
     assert "--batch-budgets" in capsys.readouterr().err
+
+
+# -- train-verifier and --scorer ---------------------------------------------------------------
+
+def test_train_verifier_reports_held_out_auroc_and_saves(tmp_path, capsys):
+    from ttcrouter.samples import write_samples
+    from ttcrouter.verifier import load_verifier
+    from verifier_helpers import toy_samples
+
+    samples = write_samples(toy_samples(24), tmp_path / "samples.parquet")
+    out = tmp_path / "verifier.joblib"
+    assert main(["train-verifier", str(samples), "--out", str(out), "--folds", "3",
+                 "--threads", "1", "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "held-out AUROC (3 query folds): verifier" in stdout and "logprob 0.500" in stdout
+    assert "verifier saved to" in stdout and "96 samples, 288 step prefixes, 24 queries" in stdout
+    verifier = load_verifier(out)
+    assert len(verifier.train_groups_) == 24 and out.stat().st_size < 500_000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["collect", "arithmetic:2", "--out", "{tmp}/c", "--scorer", "{tmp}/missing.joblib"],
+     "no such file"),
+    (["route", "--router", "{router}", "--scorer", "{tmp}/dict.joblib", "q"],
+     "not a TrainedVerifier"),
+    (["evaluate", "{runs}", "--scorer", "{tmp}/dict.joblib", "--report", "{tmp}/r"],
+     "collection directory with samples"),
+    (["train-verifier", "{runs}", "--out", "{tmp}/v.txt"], "give a .joblib file"),
+    (["train-verifier", "{runs}", "--out", "{tmp}/v.joblib", "--folds", "1"], "--folds"),
+    (["train-verifier", "{tmp}/none.parquet"], "No samples table"),
+])
+def test_scorer_and_train_verifier_usage_errors(argv, message, runs_file, router_file, tmp_path,
+                                                capsys):
+    joblib.dump({"not": "a verifier"}, tmp_path / "dict.joblib")
+    argv = [a.format(tmp=tmp_path, router=router_file, runs=runs_file) for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

@@ -20,27 +20,9 @@ from ttcrouter.executors import StrategyExecutor, VerifierScorer
 from ttcrouter.executors.factory import make_executor
 from ttcrouter.executors.search.utils import split_steps
 from ttcrouter.step_features import STAT_NAMES
+from verifier_helpers import toy_samples
 
-N_QUERIES = 40
 N_TRAIN = 28
-
-
-def toy_samples(n_queries=N_QUERIES, seed=0):
-    """A samples table: per query, 2 right and 2 wrong solutions of a one-digit sum."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for q in range(n_queries):
-        a, b = (int(v) for v in rng.integers(1, 10, 2))
-        for k in range(4):
-            value = a + b if k < 2 else a + b + int(rng.choice([-3, -2, -1, 1, 2, 3]))
-            text = f"We add {a} and {b}.\n{a} + {b} = {value}\nAnswer: {value}"
-            rows.append({"query_id": f"q{q:02d}", "query": f"What is {a} + {b}?",
-                         "gold": str(a + b), "repeat": 0, "mode": "cot", "sample": k,
-                         "text": text, "answer": str(value), "correct": int(k < 2),
-                         "tokens": 14, "finish_reason": "stop", "request_latency_s": 1.0,
-                         "round": 0, "prompt_tokens": 40, "score_logprob": 0.5,
-                         "reward_tokens": 0.0})
-    return pd.DataFrame(rows)
 
 
 def small_verifier(**kw):
@@ -49,7 +31,7 @@ def small_verifier(**kw):
 
 @pytest.fixture(scope="module")
 def data():
-    samples = toy_samples()
+    samples = toy_samples(40)
     X, y, groups = verifier_data(samples)
     verifier = small_verifier()
     features = verifier.extract_features(X)
@@ -249,3 +231,24 @@ def test_best_of_n_and_beam_search_on_vllm(data, vllm_generator):
     # beam search re-reads every prefix at each step: more tokens than one pass of its pool
     assert beam.reward_tokens > 0
     assert all(len(c.step_rewards) == len(c.steps) for c in beam.candidates)
+
+
+def test_rescore_runs_rederives_the_rows_that_read_a_score(data, tmp_path, caplog):
+    from ttcrouter.verifier_commands import rescore_runs
+
+    samples = data["samples"]
+    names = ["best_of_n@n=4", "weighted_majority_vote@n=4", "majority_vote@n=4"]
+    runs = derive_runs(samples, names, score="logprob")
+    path = save_verifier(data["fitted"], tmp_path / "v.joblib")
+    with caplog.at_level("WARNING", logger="ttcrouter"):
+        out = rescore_runs(runs, samples, path)
+    assert "TRAINED ON 28 OF THE 40 EVALUATED QUERIES" in caplog.text
+    assert len(out) == len(runs)
+    key = ["query_id", "strategy", "repeat"]
+    out, runs = out.set_index(key).sort_index(), runs.set_index(key).sort_index()
+    scored = out.xs("best_of_n@n=4", level="strategy")
+    assert (scored["reward_tokens"] > 0).all() and (scored["latency_s"] > 1.0).all()
+    assert set(scored["scorer"]) == {"verifier"}
+    mv_new = out.xs("majority_vote@n=4", level="strategy")
+    mv_old = runs.xs("majority_vote@n=4", level="strategy")
+    pd.testing.assert_frame_equal(mv_new[mv_old.columns], mv_old, check_dtype=False)
