@@ -39,7 +39,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .atomic import atomic_path
 from .executors.search.utils import split_steps
-from .samples import SCORE_PREFIX, validate_samples
+from .samples import SCORE_PREFIX, SamplesTableError, validate_samples
 from .step_features import STAT_NAMES, GeneratorStepFeatures, StepFeatures
 
 __all__ = ["TrainedVerifier", "verifier_data", "score_samples", "cross_fit_scores",
@@ -331,22 +331,38 @@ class TrainedVerifier(ClassifierMixin, BaseEstimator):
 
 # -- the samples table ----------------------------------------------------------------------
 def verifier_data(samples: pd.DataFrame):
-    """``(X, y, groups)`` of :meth:`TrainedVerifier.fit` from a samples table.
+    """``(X, y, groups)`` of :meth:`TrainedVerifier.fit` from (any rows of) a samples table.
 
     Returns
     -------
     X : DataFrame
-        ``question``, ``solution``, ``mode``, ``query_id`` (one row per sample, in the
-        validated table's order).
+        ``question``, ``solution``, ``mode``, ``query_id`` (one row per sample, in order).
     y : ndarray of int
         The samples' ``correct``.
     groups : ndarray of str
         The samples' ``query_id``.
+
+    Raises
+    ------
+    SamplesTableError
+        A column of the five is missing, or ``correct`` is not 0/1.
     """
-    df = validate_samples(samples)
-    X = pd.DataFrame({"question": df["query"].astype(str), "solution": df["text"].astype(str),
-                      "mode": df["mode"].astype(str), "query_id": df["query_id"].astype(str)})
-    return X, df["correct"].to_numpy(np.int64), df["query_id"].to_numpy(str)
+    if not isinstance(samples, pd.DataFrame):
+        raise TypeError(f"samples must be a samples table (DataFrame), got "
+                        f"{type(samples).__name__}.")
+    need = ["query_id", "query", "mode", "text", "correct"]
+    missing = [c for c in need if c not in samples.columns]
+    if missing:
+        raise SamplesTableError(f"Samples table lacks column(s) {missing}; the verifier reads "
+                                f"{need}.")
+    y = pd.to_numeric(samples["correct"], errors="coerce").to_numpy(float)
+    if not np.isin(y, (0, 1)).all():
+        raise SamplesTableError("Samples table column 'correct' must hold 0 or 1 only.")
+    X = pd.DataFrame({"question": samples["query"].astype(str).to_numpy(),
+                      "solution": samples["text"].fillna("").astype(str).to_numpy(),
+                      "mode": samples["mode"].astype(str).to_numpy(),
+                      "query_id": samples["query_id"].astype(str).to_numpy()})
+    return X, y.astype(np.int64), X["query_id"].to_numpy(str)
 
 
 def _write_scores(df, name, proba, features, head_seconds):
