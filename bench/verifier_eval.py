@@ -53,7 +53,7 @@ def parse(argv=None):
     ap.add_argument("samples", help="collection directory (or samples file)")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--max-queries", type=int, default=None,
-                    help="use the first N queries (development on a partial table)")
+                    help="use N random queries (development on a partial table)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--C", type=float, default=0.05)
@@ -69,8 +69,9 @@ def parse(argv=None):
 def load(args):
     samples = read_samples_arg(args.samples)
     if args.max_queries:
-        keep = list(dict.fromkeys(samples["query_id"]))[:args.max_queries]
-        samples = samples[samples["query_id"].isin(keep)]
+        ids = pd.Series(pd.unique(samples["query_id"]))
+        keep = ids.sample(n=min(args.max_queries, len(ids)), random_state=args.seed)
+        samples = samples[samples["query_id"].isin(set(keep))]
     return validate_samples(samples), samples.attrs
 
 

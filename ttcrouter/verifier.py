@@ -391,7 +391,8 @@ def score_samples(samples: pd.DataFrame, verifier: TrainedVerifier, *, name="ver
         Fitted.
     name : str, default="verifier"
     features : StepFeatures, optional
-        ``verifier.extract_features`` of :func:`verifier_data` ``(samples)[0]``.
+        ``verifier.extract_features(verifier_data(validate_samples(samples))[0])``: the rows
+        in the validated (sorted) order.
 
     Returns
     -------
@@ -434,7 +435,8 @@ def cross_fit_scores(samples: pd.DataFrame, verifier: TrainedVerifier, n_folds: 
     name : str, default="verifier"
         Columns ``score_<name>``, ``reward_tokens_<name>``, ``score_latency_s_<name>``.
     features : StepFeatures, optional
-        ``verifier.extract_features`` of :func:`verifier_data` ``(samples)[0]``.
+        ``verifier.extract_features(verifier_data(validate_samples(samples))[0])``: the rows
+        in the validated (sorted) order.
     return_step_proba : bool, default=False
         Also return every sample's per-step probabilities (held out as the scores).
 
