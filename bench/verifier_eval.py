@@ -62,6 +62,9 @@ def parse(argv=None):
                     help="also run live beam search on Q held-out queries per scorer")
     ap.add_argument("--beam-max-tokens", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--features-cache", default=None, metavar="NPZ",
+                    help="load the extracted features from this file when it exists, else "
+                         "save them there (the extraction is the long part)")
     ap.add_argument("--out", default=os.path.join("docs", "verifier_eval.md"))
     return ap.parse_args(argv)
 
@@ -73,6 +76,25 @@ def load(args):
         keep = ids.sample(n=min(args.max_queries, len(ids)), random_state=args.seed)
         samples = samples[samples["query_id"].isin(set(keep))]
     return validate_samples(samples), samples.attrs
+
+
+def cached_features(path, template, X):
+    """``template.extract_features(X)``, through an ``.npz`` cache when ``path`` is given."""
+    from dataclasses import fields
+
+    from ttcrouter.step_features import StepFeatures
+
+    if path and os.path.exists(path):
+        with np.load(path) as z:
+            if int(z["n_rows"]) != len(X):
+                raise SystemExit(f"{path} holds features of {int(z['n_rows'])} samples, not "
+                                 f"{len(X)}: remove it or pass another --features-cache.")
+            return StepFeatures(**{f.name: z[f.name] for f in fields(StepFeatures)})
+    features = template.extract_features(X)
+    if path:
+        np.savez(path, n_rows=len(X), **{f.name: getattr(features, f.name)
+                                         for f in fields(StepFeatures)})
+    return features
 
 
 def auroc_tables(held, step_proba, features):
@@ -184,8 +206,8 @@ def main(argv=None):
     template = TrainedVerifier(layer=args.layer, C=args.C, n_threads=args.threads,
                                batch_size=args.batch_size, show_progress=True)
     t0 = time.perf_counter()
-    features = template.extract_features(X)
-    extract_s = time.perf_counter() - t0
+    features = cached_features(args.features_cache, template, X)
+    extract_s = features.seconds.sum() if args.features_cache else time.perf_counter() - t0
     t0 = time.perf_counter()
     held, step_proba = cross_fit_scores(held_in, template, n_folds=args.folds,
                                         random_state=args.seed, features=features,
