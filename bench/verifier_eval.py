@@ -249,6 +249,10 @@ def write(args, held, features, extract_s, heads_s, complete, prefixes, derived,
         f"saw the sample's query. Verifier: `TrainedVerifier(layer={args.layer}, "
         f"C={args.C})` on the embedded SmolLM2-135M-Instruct.",
         "",
+        *([f"**Development run** on {args.max_queries} random queries of the table "
+           "(possibly still being collected): few held-out queries per fold, so every "
+           "number here moves by several points from one subset to another. The run on the "
+           "whole table replaces it.", ""] if args.max_queries else []),
         "## AUROC on complete solutions",
         "",
         _md(complete),
