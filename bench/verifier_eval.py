@@ -56,7 +56,7 @@ def parse(argv=None):
                     help="use N random queries (development on a partial table)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--C", type=float, default=0.05)
+    ap.add_argument("--C", type=float, default=0.005)
     ap.add_argument("--layer", type=int, default=-1)
     ap.add_argument("--beam", type=int, default=0, metavar="Q",
                     help="also run live beam search on Q held-out queries per scorer")

@@ -445,8 +445,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "SmolLM2-135M-Instruct)")
     p.add_argument("--layer", type=int, default=-1,
                    help="hidden layer read (default: -1, the last)")
-    p.add_argument("--C", type=positive_float, default=0.05,
-                   help="inverse L2 strength of the logistic head (default: 0.05)")
+    p.add_argument("--C", type=positive_float, default=0.005,
+                   help="inverse L2 strength of the logistic head (default: 0.005)")
     p.add_argument("--threads", type=positive_int, default=None,
                    help="torch CPU threads (default: torch's)")
     p.add_argument("--batch-size", type=positive_int, default=16,
