@@ -97,14 +97,28 @@ def cached_features(path, template, X):
     return features
 
 
+def within_pool_auroc(part, column):
+    """Mean AUROC inside the pools (query, repeat, mode) holding both outcomes: the ranking
+    best-of-N uses (a pooled AUROC also rewards telling easy queries from hard ones)."""
+    values = [held_out_auroc(p["correct"], p[column])
+              for _, p in part.groupby(["query_id", "repeat", "mode"])
+              if p["correct"].nunique() == 2]
+    return float(np.mean(values)) if values else float("nan"), len(values)
+
+
 def auroc_tables(held, step_proba, features):
-    """Complete-solution AUROC per mode, and prefix AUROC per step index."""
+    """Complete-solution AUROC per mode (pooled and within pools), and prefix AUROC per
+    step index."""
     rows = []
     for mode, part in [("all", held), *held.groupby("mode")]:
+        v_in, n_pools = within_pool_auroc(part, "score_verifier")
         rows.append({"mode": mode, "samples": len(part),
                      "share correct": round(float(part["correct"].mean()), 3),
                      "verifier": held_out_auroc(part["correct"], part["score_verifier"]),
-                     "LogprobScorer": held_out_auroc(part["correct"], part["score_logprob"])})
+                     "LogprobScorer": held_out_auroc(part["correct"], part["score_logprob"]),
+                     "pools with both": n_pools, "verifier within pools": v_in,
+                     "LogprobScorer within pools":
+                         within_pool_auroc(part, "score_logprob")[0]})
     complete = pd.DataFrame(rows)
     bounds = features.bounds()
     logprob_step = np.exp(np.minimum(features.stats[:, 2], 0.0))
@@ -254,6 +268,9 @@ def write(args, held, features, extract_s, heads_s, complete, prefixes, derived,
            "number here moves by several points from one subset to another. The run on the "
            "whole table replaces it.", ""] if args.max_queries else []),
         "## AUROC on complete solutions",
+        "",
+        "Pooled over all samples, and the mean within the pools that hold both right and "
+        "wrong samples (the ranking best-of-N and weighted votes use).",
         "",
         _md(complete),
         "",
