@@ -45,6 +45,11 @@ EXTRA = {
     "ttcrouter.datasets": ["arithmetic", "gsm_symbolic", "load_jsonl", "load_queries"],
     "ttcrouter.collection": ["load_collection", "export_collection"],
     "ttcrouter.cli": ["main"],
+    "ttcrouter.verifier": ["verifier_columns"],
+    "ttcrouter.step_features": ["GeneratorStepFeatures", "StepFeatures", "STAT_NAMES",
+                                "default_prompt_modes"],
+    "ttcrouter.embedding": ["load_pretrained", "resolve_model_folder"],
+    "ttcrouter.verifier_commands": ["rescore_runs"],
 }
 
 SECTIONS = [
@@ -52,7 +57,8 @@ SECTIONS = [
     ("Runs and samples tables", ["ttcrouter.runs", "ttcrouter.samples"]),
     ("Estimators", ["ttcrouter.embedding", "ttcrouter.probe", "ttcrouter.costs",
                     "ttcrouter.router", "ttcrouter.tuning", "ttcrouter.crossfit",
-                    "ttcrouter.validation", "ttcrouter.allocation", "ttcrouter.budgeting"]),
+                    "ttcrouter.validation", "ttcrouter.allocation", "ttcrouter.budgeting",
+                    "ttcrouter.verifier", "ttcrouter.step_features"]),
     ("Frontier, metrics and evaluation", ["ttcrouter.frontier", "ttcrouter.metrics",
                                           "ttcrouter.evaluation"]),
     ("Data", ["ttcrouter.synthetic", "ttcrouter.datasets", "ttcrouter.collection",
@@ -60,11 +66,12 @@ SECTIONS = [
     ("Executors", ["ttcrouter.executors.base", "ttcrouter.executors.vllm_backend",
                    "ttcrouter.executors.openai_backend", "ttcrouter.executors.hf_backend",
                    "ttcrouter.executors.scoring", "ttcrouter.executors.prm",
+                   "ttcrouter.executors.verifier_scorer",
                    "ttcrouter.executors.results", "ttcrouter.executors.search",
                    "ttcrouter.executors.runner", "ttcrouter.executors.factory"]),
     ("Serving, server and command line", ["ttcrouter.persistence", "ttcrouter.serving",
                                           "ttcrouter.server", "ttcrouter.cli",
-                                          "ttcrouter.arguments"]),
+                                          "ttcrouter.arguments", "ttcrouter.verifier_commands"]),
     ("Files, provenance, processes", ["ttcrouter.atomic", "ttcrouter.provenance",
                                       "ttcrouter.lifetime"]),
 ]

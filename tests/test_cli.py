@@ -478,3 +478,73 @@ def test_fit_records_how_the_runs_were_executed(tmp_path):
     out = tmp_path / "r.joblib"
     assert main(["fit", str(path), "--out", str(out), "--encoder", "minilm"]) == 0
     assert joblib.load(out)["metadata"]["execution"] == {"max_tokens": 80, "temperature": 0.7}
+
+# -- train-verifier and --scorer ---------------------------------------------------------------
+
+def test_train_verifier_reports_held_out_auroc_and_saves(tmp_path, capsys):
+    from ttcrouter.samples import write_samples
+    from ttcrouter.verifier import load_verifier
+    from verifier_helpers import toy_samples
+
+    samples = write_samples(toy_samples(24), tmp_path / "samples.parquet")
+    out = tmp_path / "verifier.joblib"
+    assert main(["train-verifier", str(samples), "--out", str(out), "--folds", "3",
+                 "--threads", "1", "--no-progress"]) == 0
+    stdout = capsys.readouterr().out
+    assert "held-out AUROC (3 query folds): verifier" in stdout and "logprob 0.500" in stdout
+    assert "verifier saved to" in stdout and "96 samples, 288 step prefixes, 24 queries" in stdout
+    verifier = load_verifier(out)
+    assert len(verifier.train_groups_) == 24 and out.stat().st_size < 500_000
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["collect", "arithmetic:2", "--out", "{tmp}/c", "--scorer", "{tmp}/missing.joblib"],
+     "no such file"),
+    (["route", "--router", "{router}", "--scorer", "{tmp}/dict.joblib", "q"],
+     "not a TrainedVerifier"),
+    (["evaluate", "{runs}", "--scorer", "{tmp}/dict.joblib", "--report", "{tmp}/r"],
+     "collection directory with samples"),
+    (["train-verifier", "{runs}", "--out", "{tmp}/v.txt"], "give a .joblib file"),
+    (["train-verifier", "{runs}", "--out", "{tmp}/v.joblib", "--folds", "1"], "--folds"),
+    (["train-verifier", "{tmp}/none.parquet"], "No samples table"),
+])
+def test_scorer_and_train_verifier_usage_errors(argv, message, runs_file, router_file, tmp_path,
+                                                capsys):
+    joblib.dump({"not": "a verifier"}, tmp_path / "dict.joblib")
+    argv = [a.format(tmp=tmp_path, router=router_file, runs=runs_file) for a in argv]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_evaluate_rescores_a_collection_with_a_verifier(tmp_path, capsys):
+    """A collection drawn by a stand-in generator (the collection's own tests use it), a
+    verifier trained on other queries: evaluate --scorer re-derives best-of-N with it."""
+    import numpy as np
+    import pandas as pd
+    from test_collection import RandomAnswers
+
+    from ttcrouter.collection import collect
+    from ttcrouter.executors import StrategyExecutor
+    from ttcrouter.samples import write_samples
+    from verifier_helpers import toy_samples
+
+    queries = pd.DataFrame({"query_id": [f"x{i}" for i in range(16)],
+                            "query": [f"What is {i} + 3?" for i in range(16)],
+                            "gold": ["7"] * 16})  # RandomAnswers answers 6, 7 or 8
+    out = tmp_path / "coll"
+    collect(queries, ["majority_vote@n=4", "best_of_n@n=4"], repeats=1, out=out,
+            executor=StrategyExecutor(RandomAnswers(), max_tokens=8), chunk_size=8,
+            calibration_queries=1, progress=False)
+    samples = write_samples(toy_samples(16), tmp_path / "train.parquet")
+    verifier = tmp_path / "v.joblib"
+    assert main(["train-verifier", str(samples), "--out", str(verifier), "--folds", "0",
+                 "--threads", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out), "--scorer", str(verifier), "--report",
+                 str(tmp_path / "r"), "--test-size", "0.5"]) == 0
+    captured = capsys.readouterr()
+    assert "re-derived 16 rows of 1 strategies" in captured.err
+    assert "TRAINED ON" not in captured.err  # other queries: no overlap warning
+    metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert np.isfinite(metrics["n_test"])

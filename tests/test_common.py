@@ -22,6 +22,7 @@ from ttcrouter.embedding import EmbeddingTransformer
 from ttcrouter.probe import ProbeClassifier
 from ttcrouter.router import UtilityRouter
 from ttcrouter.tuning import UtilityRouterCV
+from ttcrouter.verifier import TrainedVerifier
 
 _Y_RANGE = ("sklearn's generic target is class labels 0, 1, 2; the router's Y is soft labels "
             "in [0, 1] and is rejected (tested on valid Y in test_router_* below)")
@@ -62,10 +63,11 @@ def _router(**kw):
 
 
 def _fast_estimators():
-    # EmbeddingTransformer takes strings only (input tag string=True): sklearn runs no
-    # numeric checks on it; its own tests use tiny random-weight models.
+    # EmbeddingTransformer and TrainedVerifier take strings only (input tag string=True):
+    # sklearn runs no numeric checks on them; their own tests run real models.
     return [
         EmbeddingTransformer(),
+        TrainedVerifier(),
         CostTable(),
         CostTable(per_query=True),
         _router(),
@@ -168,3 +170,21 @@ def test_router_dtypes_memmap_and_fortran(est, xy, tmp_path):
     Xm = np.load(path, mmap_mode="r")
     U = clone(est).fit(Xm, Y, tokens=T, latency=L).predict_utility(Xm)
     np.testing.assert_allclose(U, ref, atol=1e-6)
+
+
+# -- TrainedVerifier: sklearn skips string-input estimators, so the data-free checks here ----
+
+def test_trained_verifier_passes_the_checks_that_need_no_numeric_data():
+    from sklearn.exceptions import NotFittedError
+    from sklearn.utils.estimator_checks import (check_get_params_invariance,
+                                                check_no_attributes_set_in_init,
+                                                check_parameters_default_constructible,
+                                                check_set_params)
+
+    est = TrainedVerifier(layer=3, C=0.5)
+    for check in (check_parameters_default_constructible, check_no_attributes_set_in_init,
+                  check_get_params_invariance, check_set_params):
+        check("TrainedVerifier", est)
+    assert clone(est).get_params() == est.get_params()
+    with pytest.raises(NotFittedError):
+        est.predict_proba(pd.DataFrame({"question": ["q"], "solution": ["a"]}))

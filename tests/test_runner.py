@@ -252,6 +252,35 @@ def test_scored_pool_counts_scorer_tokens():
     assert ex.execute(BestOfN(3), "q").reward_tokens == pool.reward_tokens
 
 
+class ModeScorer(StepScorer):
+    """Records the prompt modes it is given and takes 0.2 s, as a verifier's pass would."""
+
+    uses_prompt_mode = True
+
+    def __init__(self):
+        self.modes = []
+
+    def score(self, question, solutions, mode="cot", **kwargs):
+        import time
+
+        self.modes.append(mode)
+        time.sleep(0.2)
+        return ScoreResult([[0.5] * len(steps) for steps in solutions], 1)
+
+
+@pytest.mark.parametrize("strategy", ["best_of_n@n=2,mode=direct", "beam_search@n=2,w=1",
+                                      "weighted_majority_vote@n=2"])
+def test_scorer_gets_the_prompt_mode_and_its_time_counts_in_latency(strategy):
+    scorer = ModeScorer()
+    gen = CountingGenerator()
+    gen.system_prompt = None  # the direct mode sets its own
+    res = StrategyExecutor(gen, scorer=scorer, max_steps=1).execute(
+        strategy, "What is 1+2?")
+    assert res.error is None and scorer.modes
+    assert set(scorer.modes) == {"direct" if "direct" in strategy else "cot"}
+    assert res.latency_s >= 0.2 * len(scorer.modes) and res.reward_tokens == len(scorer.modes)
+
+
 # -- real model ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tally(vllm_generator):

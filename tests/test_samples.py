@@ -296,3 +296,28 @@ def test_derived_runs_of_the_extended_space_aggregate_and_fit_a_router():
         X, summary.Y, tokens=summary.T)
     assert router.strategy_encoding_.shape[1] == 10
     assert set(router.predict(X)) <= set(names)
+
+
+def test_derive_runs_charges_a_scorers_tokens_and_time_to_the_rows_that_read_it():
+    df = hand_table()
+    df["score_verifier"] = SCORES[::-1]
+    df["reward_tokens_verifier"] = [50.0] * len(df)
+    df["score_latency_s_verifier"] = [0.25] * len(df)
+    names = ["best_of_n@n=4", "weighted_majority_vote@n=8", "majority_vote@n=4",
+             "adaptive_vote@n=8,b=2,t=1"]
+    runs = derive_runs(df, names, score="verifier").set_index("strategy")
+    assert runs.loc["best_of_n@n=4", "reward_tokens"] == 200
+    assert runs.loc["best_of_n@n=4", "latency_s"] == pytest.approx(2.0 + 4 * 0.25)
+    assert runs.loc["weighted_majority_vote@n=8", "score_latency_s"] == pytest.approx(2.0)
+    assert runs.loc["best_of_n@n=4", "scorer"] == "verifier"
+    # best-of-4 ranks by the verifier's scores: [0.1, 0.6, 0.4, 0.5] -> sample 1
+    assert runs.loc["best_of_n@n=4", "answer"] == ANSWERS[1]
+    for free in ("majority_vote@n=4", "adaptive_vote@n=8,b=2,t=1"):
+        assert runs.loc[free, "reward_tokens"] == 0 and runs.loc[free, "score_latency_s"] == 0
+        assert pd.isna(runs.loc[free, "scorer"])
+    # the collection's own score keeps its own (zero) cost
+    logprob = derive_runs(df, ["best_of_n@n=4"], score="logprob").iloc[0]
+    assert logprob["latency_s"] == 2.0 and logprob["scorer"] == "logprob"
+    bad = df.assign(score_latency_s_verifier=-1.0)
+    with pytest.raises(SamplesTableError, match="negative"):
+        validate_samples(bad)

@@ -40,6 +40,13 @@ _EXPORTS = {
     "read_samples": "samples",
     "write_samples": "samples",
     "derive_runs": "samples",
+    # verifier trained on the generator's own samples
+    "TrainedVerifier": "verifier",
+    "verifier_data": "verifier",
+    "score_samples": "verifier",
+    "cross_fit_scores": "verifier",
+    "save_verifier": "verifier",
+    "load_verifier": "verifier",
     # estimators
     "EmbeddingTransformer": "embedding",
     "ProbeClassifier": "probe",

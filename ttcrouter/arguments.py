@@ -179,6 +179,33 @@ def _encoder(args) -> None:
         _model(name, "--encoder")
 
 
+def _verifier_file(path, flag: str) -> None:
+    """``path`` is a file holding a fitted TrainedVerifier (unpickled: no weights inside)."""
+    p = Path(path)
+    if not p.is_file():
+        raise UsageError(f"{flag} {str(path)!r}: no such file; give 'logprob' or a verifier "
+                         "file from `ttcrouter train-verifier --out FILE`.")
+    import joblib
+
+    try:
+        obj = joblib.load(p)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is a usage error
+        raise UsageError(f"{flag} {str(path)!r} is not a readable verifier file "
+                         f"({type(exc).__name__}: {exc}).") from None
+    cls = type(obj)
+    if (cls.__module__, cls.__name__) != ("ttcrouter.verifier", "TrainedVerifier"):
+        raise UsageError(f"{flag} {str(path)!r} holds a {cls.__name__}, not a TrainedVerifier; "
+                         "train one with `ttcrouter train-verifier SAMPLES --out FILE`.")
+    if not hasattr(obj, "calibrated_"):
+        raise UsageError(f"{flag} {str(path)!r} holds an unfitted TrainedVerifier.")
+
+
+def _scorer(args) -> None:
+    scorer = getattr(args, "scorer", None)
+    if scorer is not None and scorer != "logprob":
+        _verifier_file(scorer, "--scorer")
+
+
 def _fit(args) -> None:
     lambdas = args.lambda_tokens is not None or args.lambda_latency is not None
     budgets = args.max_mean_tokens is not None or args.max_mean_latency is not None
@@ -210,6 +237,11 @@ def _fit(args) -> None:
 def _evaluate(args) -> None:
     if getattr(args, "runs", None) is not None:
         _existing(args.runs, "runs table")
+    if getattr(args, "scorer", None) is not None:
+        if not Path(args.runs).is_dir() or not any(Path(args.runs).glob("samples-*.parquet")):
+            raise UsageError(f"--scorer re-scores a collection's samples: {args.runs!r} is not "
+                             "a collection directory with samples (ttcrouter collect --out).")
+        _scorer(args)
     _writable_dir(args.report, "--report")
     _encoder(args)
 
@@ -229,6 +261,7 @@ def _route(args) -> None:
     _existing(args.file, "questions file")
     if not args.route_only:
         _model(args.model, "--model")
+        _scorer(args)
 
 
 def _collect(args) -> None:
@@ -247,6 +280,7 @@ def _collect(args) -> None:
             raise UsageError(f"--export {args.export!r}: give a .parquet or .jsonl file.")
         _writable_file(args.export, "--export")
     _model(args.model, "--model")
+    _scorer(args)
 
 
 def _serve(args) -> None:
@@ -264,7 +298,17 @@ def _derive(args) -> None:
     _writable_file(args.out, "--out")
 
 
-_RULES = {"fit": _fit, "derive": _derive, "evaluate": _evaluate, "demo": _evaluate, "route": _route,
+def _train_verifier(args) -> None:
+    _existing(args.samples, "samples table or collection")
+    if Path(args.out).suffix != ".joblib":
+        raise UsageError(f"--out {args.out!r}: give a .joblib file.")
+    _writable_file(args.out, "--out")
+    if args.folds == 1:
+        raise UsageError("--folds takes 0 (no held-out AUROC) or K >= 2 query folds.")
+    _model(args.model, "--model")
+
+
+_RULES = {"train-verifier": _train_verifier, "fit": _fit, "derive": _derive, "evaluate": _evaluate, "demo": _evaluate, "route": _route,
           "collect": _collect, "serve": _serve}
 
 

@@ -1,4 +1,4 @@
-"""Command line: parse ``ttcrouter collect | derive | fit | evaluate | demo | route | serve``, set up logging, dispatch.
+"""Command line: parse ``ttcrouter collect | derive | fit | evaluate | demo | route | serve | train-verifier``, set up logging, dispatch.
 
 stdout carries results only (a report summary, one JSON object per routed question with
 ``--json``); every message goes through :mod:`logging` to stderr, vLLM's engine logs
@@ -122,6 +122,11 @@ cmd_route = _command("cmd_route")
 cmd_collect = _command("cmd_collect", "ttcrouter.collection.command")
 cmd_serve = _command("cmd_serve", "ttcrouter.server.command")
 cmd_derive = _command("cmd_derive", "ttcrouter.collection.command")
+cmd_train_verifier = _command("cmd_train_verifier", "ttcrouter.verifier_commands")
+
+SCORER_HELP = ("step scorer of best-of-N, weighted voting and beam search: 'logprob' (the "
+               "generator's token log-probabilities) or a verifier file from `ttcrouter "
+               "train-verifier` (default: logprob)")
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,6 +168,7 @@ def _add_collect_arguments(p):
     p.add_argument("--eager", action="store_true",
                    help="vLLM: skip graph compilation (faster start, slower run)")
     p.add_argument("--kv-cache-gb", type=positive_int, default=None)
+    p.add_argument("--scorer", default="logprob", metavar="logprob|FILE", help=SCORER_HELP)
     p.add_argument("--export", default=None,
                    help="also write the whole table to this .parquet/.jsonl file")
     p.add_argument("--no-progress", action="store_true")
@@ -300,7 +306,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Split by query, fit on the training queries, and compare "
                                    "static strategies, the router and the oracle on the test "
                                    "queries; writes metrics.json, report.md and plots.")
-    p.add_argument("runs", help="runs table (.parquet or .jsonl)")
+    p.add_argument("runs", help="runs table (.parquet or .jsonl) or collection directory")
+    p.add_argument("--scorer", default=None, metavar="FILE",
+                   help="with a collection directory: score its samples with this verifier "
+                        "file and re-derive the best-of-N and weighted-vote rows with it "
+                        "(charged its reward tokens and time); warns when the verifier was "
+                        "trained on evaluated queries")
     _add_split(p, "ttcrouter-report")
     p.set_defaults(func=cmd_evaluate)
 
@@ -332,6 +343,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-tokens", type=positive_int, default=None,
                    help="most tokens per generated solution (default: the router's runs "
                         "table's, recorded in the router file, else 256)")
+    p.add_argument("--scorer", default="logprob", metavar="logprob|FILE", help=SCORER_HELP)
     p.add_argument("--route-only", action="store_true",
                    help="print the chosen strategy without running it")
     b = p.add_argument_group(
@@ -417,6 +429,36 @@ def build_parser() -> argparse.ArgumentParser:
                    help="request latency: the measured request times, or the collection's "
                    "calibrated lines (auto: calibrated for a collection directory)")
     p.set_defaults(func=cmd_derive)
+
+    p = sub.add_parser("train-verifier", parents=common,
+                       help="train a verifier on a samples table (a scorer for best-of-N, "
+                       "weighted voting and beam search)",
+                       description="Fit TrainedVerifier (the generator's hidden state and "
+                                   "log-probabilities at each step end, a calibrated logistic "
+                                   "head, trained on step prefixes) on every sample, after "
+                                   "reporting the held-out AUROC of query-grouped "
+                                   "cross-fitting.")
+    p.add_argument("samples", help="a samples file (.parquet/.jsonl) or a collection directory")
+    p.add_argument("--out", default="verifier.joblib",
+                   help="verifier file (default: verifier.joblib)")
+    p.add_argument("--folds", type=nonnegative_int, default=5,
+                   help="query folds of the held-out AUROC; 0 skips it (default: 5)")
+    p.add_argument("--model", default=None,
+                   help="the generator that wrote the samples (default: the embedded "
+                        "SmolLM2-135M-Instruct)")
+    p.add_argument("--layer", type=int, default=-1,
+                   help="hidden layer read (default: -1, the last)")
+    p.add_argument("--C", type=positive_float, default=0.005,
+                   help="inverse L2 strength of the logistic head (default: 0.005)")
+    p.add_argument("--threads", type=positive_int, default=None,
+                   help="torch CPU threads (default: torch's)")
+    p.add_argument("--batch-size", type=positive_int, default=16,
+                   help="texts per forward pass (default: 16)")
+    p.add_argument("--max-samples", type=positive_int, default=None, metavar="N",
+                   help="train on the samples of random whole queries, at most N samples")
+    p.add_argument("--seed", type=int, default=0, help="seed of the folds (default: 0)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_train_verifier)
     return parser
 
 

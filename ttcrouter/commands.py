@@ -41,6 +41,7 @@ from .serving import RoutedExecutor
 from .strategies import split_strategy_names
 from .synthetic import make_synthetic_runs
 from .tuning import UtilityRouterCV
+from .verifier_commands import collection_request_latency, read_samples_arg, rescore_runs
 
 __all__ = [
     "CLIError",
@@ -269,6 +270,10 @@ def _batch_budgets(args):
 def cmd_evaluate(args) -> int:
     """``ttcrouter evaluate``: static vs adaptive vs oracle on held-out queries."""
     runs = _load_runs(args.runs)
+    if getattr(args, "scorer", None):
+        samples = read_samples_arg(args.runs)
+        runs = rescore_runs(runs, samples, args.scorer,
+                            request_latency=collection_request_latency(samples))
     _run_evaluation(runs, args, args.report)
     return 0
 
@@ -367,7 +372,8 @@ def cmd_route(args) -> int:
     if args.base_url:
         base_url = args.base_url if len(args.base_url) > 1 else args.base_url[0]
     routed = RoutedExecutor(args.router, backend=args.backend, model=args.model,
-                            base_url=base_url, executor_kwargs=exec_kw)
+                            base_url=base_url, scorer=getattr(args, "scorer", "logprob"),
+                            executor_kwargs=exec_kw)
     texts = [q for _, q in questions]
     failed = 0
     try:

@@ -12,6 +12,7 @@ local Hugging Face cache.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import os
 
@@ -24,7 +25,8 @@ from sklearn.utils.validation import check_is_fitted
 from .models import default_encoder_path
 
 # default_encoder_path is defined in ttcrouter.models and re-exported here
-__all__ = ["EmbeddingTransformer", "default_encoder_path"]
+__all__ = ["EmbeddingTransformer", "default_encoder_path", "load_model_config", "load_pretrained",
+           "resolve_device", "resolve_model_folder", "torch_dtype", "torch_threads"]
 
 PROGRESS_MIN_TEXTS = 1000
 
@@ -153,84 +155,17 @@ class EmbeddingTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         self.show_progress = show_progress
         self.n_threads = n_threads
 
-    # -- model resolution and loading ------------------------------------------------
+    # -- model resolution and loading (shared with TrainedVerifier: see the helpers below) --
     def _resolve_model(self):
-        if self.model is None:
-            return str(default_encoder_path())
-        name = os.fspath(self.model)
-        expanded = os.path.expanduser(name)
-        if os.path.isdir(expanded):
-            if not os.path.isfile(os.path.join(expanded, "config.json")):
-                raise FileNotFoundError(
-                    f"Model folder {expanded!r} has no config.json; point `model` at a folder "
-                    "saved with `save_pretrained` (config.json, weights, tokenizer files)."
-                )
-            return os.path.abspath(expanded)
-        if os.path.isabs(expanded) or name.startswith((".", "~")) or name.count("/") > 1:
-            raise FileNotFoundError(
-                f"Model path {expanded!r} does not exist. Point `model` at a local model "
-                "folder (config.json, weights, tokenizer files), or leave model=None for the "
-                "bundled all-MiniLM-L6-v2."
-            )
-        return name  # a hub-style name: must be in the local cache
-
-    def _load_config(self, path):
-        from transformers import AutoConfig
-
-        try:
-            return AutoConfig.from_pretrained(path, local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise FileNotFoundError(
-                f"Model {path!r} is neither a local folder nor in the local Hugging Face "
-                "cache, and ttcrouter never downloads weights. Point `model` at a local model "
-                "folder (config.json, weights, tokenizer files), e.g. one written by "
-                f"`save_pretrained` or `huggingface-cli download`. ({exc})"
-            ) from None
-
-    def _torch_dtype(self):
-        import torch
-
-        if self.dtype is None or self.dtype == "float32":
-            return torch.float32
-        if self.dtype == "auto":
-            return "auto"
-        return getattr(torch, self.dtype)
+        return resolve_model_folder(self.model, default_encoder_path)
 
     def _load(self):
         if getattr(self, "_model", None) is not None:
             return self._tokenizer, self._model
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
-
-        path = self.model_path_
-        bars = hf_logging.is_progress_bar_enabled()
-        try:
-            if not self.show_progress:  # transformers' "Loading weights" bar
-                hf_logging.disable_progress_bar()
-            tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-            model = AutoModel.from_pretrained(
-                path, local_files_only=True, dtype=self._torch_dtype()
-            )
-        except OSError as exc:
-            raise FileNotFoundError(
-                f"Could not load model {path!r} offline ({exc}). Point `model` at a local "
-                "model folder with config.json, weights and tokenizer files."
-            ) from None
-        finally:
-            if bars:
-                hf_logging.enable_progress_bar()
-        if tokenizer.pad_token is None:
-            if tokenizer.eos_token is None:
-                raise ValueError(
-                    f"The tokenizer of {path!r} has neither a pad nor an eos token; set one "
-                    "(tokenizer.pad_token) and save it again."
-                )
-            tokenizer.pad_token = tokenizer.eos_token
-        tokenizer.padding_side = "right"
-        model.eval()
-        model.to(self.device_)
-        self._tokenizer, self._model = tokenizer, model
-        return tokenizer, model
+        self._tokenizer, self._model = load_pretrained(
+            self.model_path_, auto_class="AutoModel", dtype=self.dtype, device=self.device_,
+            show_progress=bool(self.show_progress))
+        return self._tokenizer, self._model
 
     def __getstate__(self):
         state = dict(super().__getstate__())  # a copy: never drop the live model
@@ -256,18 +191,13 @@ class EmbeddingTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         """
         _check_texts(X)
         path = self._resolve_model()
-        config = self._load_config(path)
+        config = load_model_config(path)
         hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None)
         if hidden is None:
             raise ValueError(
                 f"Cannot tell the embedding size of {path!r}: its config has no hidden_size."
             )
-        if self.device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
-        else:
-            device = self.device
+        device = resolve_device(self.device)
         if getattr(self, "_model", None) is not None and (
             getattr(self, "model_path_", None) != path or getattr(self, "device_", None) != device
         ):
@@ -295,16 +225,8 @@ class EmbeddingTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         """
         check_is_fitted(self, "n_features_out_")
         texts = _check_texts(X)
-        if self.n_threads is None:
+        with torch_threads(self.n_threads):
             return self._embed(texts)
-        import torch
-
-        old = torch.get_num_threads()
-        torch.set_num_threads(int(self.n_threads))
-        try:
-            return self._embed(texts)
-        finally:
-            torch.set_num_threads(old)
 
     def _embed(self, texts):
         import torch
@@ -356,3 +278,135 @@ class EmbeddingTransformer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Ba
         tags.input_tags.string = True
         tags.requires_fit = True
         return tags
+
+
+# -- loading a local transformers model: shared by EmbeddingTransformer and TrainedVerifier ----
+def resolve_model_folder(model, default) -> str:
+    """A local model folder (absolute) or a cache name; ``default()`` when ``model`` is None.
+
+    Raises
+    ------
+    FileNotFoundError
+        A path that does not exist, or a folder without ``config.json``.
+    """
+    if model is None:
+        return str(default())
+    name = os.fspath(model)
+    expanded = os.path.expanduser(name)
+    if os.path.isdir(expanded):
+        if not os.path.isfile(os.path.join(expanded, "config.json")):
+            raise FileNotFoundError(
+                f"Model folder {expanded!r} has no config.json; point `model` at a folder "
+                "saved with `save_pretrained` (config.json, weights, tokenizer files)."
+            )
+        return os.path.abspath(expanded)
+    if os.path.isabs(expanded) or name.startswith((".", "~")) or name.count("/") > 1:
+        raise FileNotFoundError(
+            f"Model path {expanded!r} does not exist. Point `model` at a local model "
+            "folder (config.json, weights, tokenizer files), or leave model=None for the "
+            "bundled model."
+        )
+    return name  # a hub-style name: must be in the local cache
+
+
+def load_model_config(path):
+    """The ``transformers`` config of a local model, offline (FileNotFoundError if absent)."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise FileNotFoundError(
+            f"Model {path!r} is neither a local folder nor in the local Hugging Face "
+            "cache, and ttcrouter never downloads weights. Point `model` at a local model "
+            "folder (config.json, weights, tokenizer files), e.g. one written by "
+            f"`save_pretrained` or `huggingface-cli download`. ({exc})"
+        ) from None
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when available, else ``"cpu"``; any other name unchanged."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def torch_dtype(dtype):
+    """The torch dtype of a dtype name (None: float32; ``"auto"``: the checkpoint's)."""
+    import torch
+
+    if dtype is None or dtype == "float32":
+        return torch.float32
+    if dtype == "auto":
+        return "auto"
+    return getattr(torch, dtype)
+
+
+@contextlib.contextmanager
+def torch_threads(n_threads):
+    """Torch CPU threads set to ``n_threads`` inside the block (None: unchanged)."""
+    if n_threads is None:
+        yield
+        return
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def load_pretrained(path, *, auto_class="AutoModel", dtype=None, device="cpu",
+                    show_progress=False):
+    """Tokenizer and model of a local folder or cached name, offline, in eval mode.
+
+    Parameters
+    ----------
+    path : str
+        From :func:`resolve_model_folder`.
+    auto_class : {"AutoModel", "AutoModelForCausalLM"}, default="AutoModel"
+        The ``transformers`` class that loads it (a causal LM keeps its output head).
+    dtype : str or None
+        See :func:`torch_dtype`.
+    device : str, default="cpu"
+    show_progress : bool, default=False
+        Show transformers' "Loading weights" bar.
+
+    Returns
+    -------
+    (tokenizer, model)
+        The tokenizer pads on the right, with its eos token when it has no pad token.
+    """
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    try:
+        if not show_progress:
+            hf_logging.disable_progress_bar()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(path, local_files_only=True)
+        model = getattr(transformers, auto_class).from_pretrained(
+            path, local_files_only=True, dtype=torch_dtype(dtype))
+    except OSError as exc:
+        raise FileNotFoundError(
+            f"Could not load model {path!r} offline ({exc}). Point `model` at a local "
+            "model folder with config.json, weights and tokenizer files."
+        ) from None
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
+    if tokenizer.pad_token is None:
+        if tokenizer.eos_token is None:
+            raise ValueError(
+                f"The tokenizer of {path!r} has neither a pad nor an eos token; set one "
+                "(tokenizer.pad_token) and save it again."
+            )
+        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    model.eval()
+    model.to(device)
+    return tokenizer, model

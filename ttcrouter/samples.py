@@ -7,7 +7,11 @@ pool being one (query_id, repeat, mode)), ``text``, ``answer`` (extracted), ``co
 generation request that drew it; NaN when not measured), ``round`` (index of that request
 when the pool was drawn in rounds; 0 for a pool drawn at once), ``prompt_tokens`` (prompt
 of that request), and one ``score_<scorer>`` column per scorer (e.g. ``score_logprob``).
-Optional: ``reward_tokens`` (the scorer's tokens charged to the sample), ``level``.
+Optional: ``reward_tokens`` (the collection scorer's tokens charged to the sample), ``level``,
+and per scorer added later (:func:`ttcrouter.verifier.score_samples`):
+``reward_tokens_<scorer>`` (tokens its model read for the sample) and
+``score_latency_s_<scorer>`` (seconds of scoring the sample), which :func:`derive_runs`
+charges to the rows that read that score.
 
 :func:`derive_runs` is the one function that turns samples into runs-table rows for every
 strategy that can be derived from a pool (best-of-N, majority and weighted majority voting
@@ -32,13 +36,15 @@ from .strategies import MODES, AdaptiveVote, as_strategy
 from .tables import read_table, write_table
 
 __all__ = ["SAMPLE_COLUMNS", "SamplesTableError", "validate_samples", "read_samples",
-           "write_samples", "derive_runs", "score_columns", "samples_from_pool"]
+           "write_samples", "derive_runs", "score_columns", "cost_columns", "samples_from_pool"]
 
 SAMPLE_COLUMNS = (
     "query_id", "query", "gold", "repeat", "mode", "sample", "text", "answer", "correct",
     "tokens", "finish_reason", "request_latency_s", "round", "prompt_tokens",
 )
 SCORE_PREFIX = "score_"
+#: Per-scorer cost columns: ``reward_tokens_<scorer>``, ``score_latency_s_<scorer>``.
+COST_PREFIXES = ("reward_tokens_", "score_latency_s_")
 _POOL = ["query_id", "repeat", "mode"]
 
 
@@ -47,8 +53,14 @@ class SamplesTableError(ValueError):
 
 
 def score_columns(samples: pd.DataFrame) -> list[str]:
-    """The ``score_<scorer>`` columns of a samples table."""
-    return [c for c in samples.columns if c.startswith(SCORE_PREFIX)]
+    """The ``score_<scorer>`` columns of a samples table (not ``score_latency_s_<scorer>``)."""
+    return [c for c in samples.columns
+            if c.startswith(SCORE_PREFIX) and not c.startswith(COST_PREFIXES)]
+
+
+def cost_columns(samples: pd.DataFrame) -> list[str]:
+    """The per-scorer cost columns (``reward_tokens_<s>``, ``score_latency_s_<s>``)."""
+    return [c for c in samples.columns if c.startswith(COST_PREFIXES)]
 
 
 def _fail(df, mask, column, problem, fix):
@@ -111,11 +123,11 @@ def validate_samples(samples: pd.DataFrame, *, copy: bool = True) -> pd.DataFram
         df[col] = v.astype(np.int64)
     _fail(df, df["correct"] > 1, "correct", "must be 0 or 1", "Grade each sample 0 or 1.")
     df["correct"] = df["correct"].astype(np.int8)
-    for col in ("request_latency_s", *score_columns(df),
+    for col in ("request_latency_s", *score_columns(df), *cost_columns(df),
                 *(["reward_tokens"] if "reward_tokens" in df.columns else [])):
         v = pd.to_numeric(df[col], errors="coerce")
         _fail(df, v.isna() & df[col].notna(), col, "is not a number", "Store numbers here.")
-        if not col.startswith(SCORE_PREFIX):  # scores may be log-probabilities
+        if col not in score_columns(df):  # scores may be log-probabilities
             _fail(df, v < 0, col, "is negative", "Latencies and token counts are never "
                   "negative (NaN marks a latency that was not measured).")
         df[col] = v.astype(np.float64)
@@ -217,9 +229,14 @@ def derive_runs(samples: pd.DataFrame, strategies, *, score: str | None = None,
 
     ``tokens`` are the generated tokens of the samples used, ``prompt_tokens`` the prompt
     once per request (``k`` rounds: ``k`` times), ``reward_tokens`` the scorer's tokens of
-    the samples used (0 for majority and early-stopping votes, which read no scores),
-    ``correct`` the grade of the returned sample, ``pool_correct`` the correct samples of the
-    whole pool.
+    the samples used (0 for majority and early-stopping votes, which read no scores):
+    ``reward_tokens_<scorer>`` when the table has it, else ``reward_tokens``; ``correct``
+    the grade of the returned sample, ``pool_correct`` the correct samples of the whole pool.
+    ``scorer`` names the score a row read (None for rows that read none).
+
+    Verification time: when the table has ``score_latency_s_<scorer>``, best-of-N and
+    weighted-vote rows add the scoring seconds of the samples they use to their latency (and
+    report them in ``score_latency_s``); the scorer runs after generation.
 
     Latency (a request's wall clock, and rounds are sequential):
 
@@ -251,7 +268,8 @@ def derive_runs(samples: pd.DataFrame, strategies, *, score: str | None = None,
     DataFrame
         A runs table (:data:`ttcrouter.runs.RUN_COLUMNS` plus ``prompt_tokens``,
         ``reward_tokens``, ``n_samples``, ``steps``, ``latency_source``, ``latency_x``,
-        ``pool_correct``, ``level``), one row per (pool, strategy), pools in table order.
+        ``pool_correct``, ``level``, ``scorer``, ``score_latency_s``), one row per (pool,
+        strategy), pools in table order.
 
     Raises
     ------
@@ -266,8 +284,12 @@ def derive_runs(samples: pd.DataFrame, strategies, *, score: str | None = None,
             raise ValueError(f"{s.name} generates step by step; it cannot be derived from a "
                              "pool of full samples.")
     score_col = _pick_score(df, specs, score)
+    scorer = score_col[len(SCORE_PREFIX):] if score_col else None
+    tokens_col = next((c for c in (f"reward_tokens_{scorer}", "reward_tokens")
+                       if c in df.columns), None)
+    seconds_col = f"score_latency_s_{scorer}"
+    seconds_col = seconds_col if seconds_col in df.columns else None
     has_level = "level" in df.columns
-    has_reward_tokens = "reward_tokens" in df.columns
     out = []
     for (qid, repeat, mode), pool in df.groupby(_POOL, sort=False):
         mine = [s for s in specs if s.mode == mode]
@@ -311,17 +333,21 @@ def derive_runs(samples: pd.DataFrame, strategies, *, score: str | None = None,
                 requests = 1
                 source = "measured" if request_latency is None else "calibrated"
             used = pool.iloc[:drawn]
-            reward_tokens = 0
-            if s.needs_reward_model and has_reward_tokens:
-                reward_tokens = int(round(float(used["reward_tokens"].sum())))
+            reward_tokens, score_s = 0, 0.0
+            if s.needs_reward_model and tokens_col:
+                reward_tokens = int(round(float(used[tokens_col].sum())))
+            if s.needs_reward_model and seconds_col:
+                score_s = float(used[seconds_col].sum())
             out.append({**base, "strategy": s.name, "answer": answers[idx],
                         "correct": int(pool["correct"].iloc[idx]),
-                        "tokens": int(used["tokens"].sum()), "latency_s": float(latency),
+                        "tokens": int(used["tokens"].sum()),
+                        "latency_s": float(latency) + score_s,
                         "prompt_tokens": int(first["prompt_tokens"]) * requests,
                         "reward_tokens": reward_tokens, "n_samples": int(drawn),
                         "steps": requests, "latency_source": source,
-                        "latency_x": x})
+                        "latency_x": x, "scorer": scorer if s.needs_reward_model else None,
+                        "score_latency_s": score_s})
     cols = ["query_id", "query", "gold", "strategy", "repeat", "answer", "correct", "tokens",
             "latency_s", "error", "prompt_tokens", "reward_tokens", "n_samples", "steps",
-            "latency_source", "latency_x", "pool_correct", "level"]
+            "latency_source", "latency_x", "pool_correct", "level", "scorer", "score_latency_s"]
     return pd.DataFrame(out, columns=cols)

@@ -223,11 +223,12 @@ def _record_session(store: CollectionStore, executor, config, seed, dataset_name
 
 
 def scorer_name(executor) -> str:
-    """Name of the executor's scorer in the samples table's ``score_<name>`` column."""
+    """Name of the executor's scorer in the samples table's ``score_<name>`` column (its
+    ``name`` attribute, e.g. ``verifier``, else its lower-cased class name)."""
     scorer = getattr(executor, "scorer", None)
     if scorer is None or type(scorer).__name__ == "LogprobScorer":
         return "logprob"
-    return type(scorer).__name__.lower()
+    return getattr(scorer, "name", None) or type(scorer).__name__.lower()
 
 
 def _chunks(items, size):

@@ -31,7 +31,8 @@ def cmd_collect(args) -> int:
                  step_max_tokens=args.step_max_tokens, enforce_eager=args.eager,
                  kv_cache_space_gb=args.kv_cache_gb, dataset_name=args.dataset,
                  recalibrate_latency=args.recalibrate_latency,
-                 prompts=_prompts(getattr(args, "prompt", None)))
+                 prompts=_prompts(getattr(args, "prompt", None)),
+                 scorer=getattr(args, "scorer", "logprob"))
     n_err = int(df["error"].notna().sum()) if len(df) else 0
     print(f"{len(df)} rows in {args.out} ({n_err} with errors)")
     if args.export:

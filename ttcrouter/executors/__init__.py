@@ -20,6 +20,7 @@ _EXPORTS = {
     "LogprobScorer": "scoring",
     "ScoreResult": "scoring",
     "StepScorer": "scoring",
+    "VerifierScorer": "verifier_scorer",
     "aggregate_step_scores": "scoring",
     "StrategyExecutor": "runner",
     "Candidate": "results",

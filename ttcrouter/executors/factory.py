@@ -7,7 +7,9 @@ executor is built, never at import, so this module is light.
 
 from __future__ import annotations
 
+import os
 from importlib import import_module
+from pathlib import Path
 
 __all__ = ["BACKENDS", "make_executor"]
 
@@ -42,9 +44,11 @@ def make_executor(backend="vllm", model=None, base_url=None, *, seed=0, max_toke
     max_tokens, temperature, max_steps, step_max_tokens
         Executor parameters; ``max_steps`` and ``step_max_tokens`` keep the executor's
         defaults when None.
-    scorer : "logprob", None or a scorer object, default="logprob"
+    scorer : "logprob", a verifier file, None or a scorer object, default="logprob"
         ``"logprob"`` scores candidates with :class:`~ttcrouter.executors.LogprobScorer`
-        on the generator itself (no PRM ships offline); None is the executor's default.
+        on the generator itself (no PRM ships offline); the path of a verifier file
+        (``ttcrouter train-verifier``) scores them with
+        :class:`~ttcrouter.executors.VerifierScorer`; None is the executor's default.
     enforce_eager : bool, default=False
         ``vllm``: skip graph compilation.
     kv_cache_space_gb : int, optional
@@ -61,8 +65,11 @@ def make_executor(backend="vllm", model=None, base_url=None, *, seed=0, max_toke
     """
     if backend not in BACKENDS:
         raise ValueError(f"Unknown backend {backend!r}; choose vllm, openai or transformers.")
-    if isinstance(scorer, str) and scorer != "logprob":
-        raise ValueError(f"Unknown scorer {scorer!r}; use 'logprob' or pass a scorer.")
+    if isinstance(scorer, (str, os.PathLike)) and str(scorer) != "logprob":
+        if not Path(scorer).is_file():
+            raise ValueError(f"Unknown scorer {str(scorer)!r}: neither 'logprob' nor a "
+                             "verifier file (ttcrouter train-verifier --out FILE).")
+        scorer = _public("VerifierScorer")(scorer)  # loads and checks it before any engine
     if backend == "openai":
         if not base_url:
             raise ValueError("The openai backend needs --base-url (e.g. "

@@ -263,7 +263,7 @@ class StrategyExecutor:
                     out[i] = comps
             return out
 
-    def score_isolated(self, questions, groups, owners, errors) -> list[int]:
+    def score_isolated(self, questions, groups, owners, errors, mode="cot") -> list[int]:
         """Score candidates of several questions in one scorer call, rewarding them in place.
 
         Parameters
@@ -277,6 +277,8 @@ class StrategyExecutor:
             The query index of each question.
         errors : dict
             ``{query index: reason}``; a failed scorer call records every owner.
+        mode : str, default="cot"
+            Prompt mode of the candidates, passed to a scorer with ``uses_prompt_mode``.
 
         Returns
         -------
@@ -286,7 +288,7 @@ class StrategyExecutor:
         try:
             results = self._score_results(
                 questions, [[c.steps for c in g] for g in groups],
-                [[c.step_logprobs for c in g] for g in groups],
+                [[c.step_logprobs for c in g] for g in groups], mode,
             )
         except Exception as exc:  # noqa: BLE001 - recorded per query
             for o in owners:
@@ -298,9 +300,12 @@ class StrategyExecutor:
                 cand.reward = float(aggregate_step_scores(steps_r, self.aggregation))
         return [int(res.reward_tokens) for res in results]
 
-    def _score_results(self, questions, solutions, step_logprobs) -> list[ScoreResult]:
+    def _score_results(self, questions, solutions, step_logprobs,
+                       mode="cot") -> list[ScoreResult]:
         scorer = self.scorer_
         kwargs = {"step_logprobs": step_logprobs} if getattr(scorer, "uses_logprobs", False) else {}
+        if getattr(scorer, "uses_prompt_mode", False):  # e.g. a verifier reads the mode's prompt
+            kwargs["mode"] = [mode] * len(questions)
         if hasattr(scorer, "score_batch"):
             results = list(scorer.score_batch(questions, solutions, **kwargs))
         else:
@@ -348,6 +353,7 @@ class StrategyExecutor:
             order = list(pools)
             spent = self.score_isolated(
                 [queries[i] for i in order], [pools[i].candidates for i in order], order, errors,
+                mode=mode,
             )
             for i, nt in zip(order, spent):
                 pools[i].reward_tokens = nt

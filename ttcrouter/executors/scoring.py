@@ -126,6 +126,9 @@ class StepScorer:
 
     #: Whether the scorer reads the generator's token log-probabilities (no model of its own).
     uses_logprobs: bool = False
+    #: Whether the scorer takes each question's prompt mode (``mode=``, one per question in
+    #: ``score_batch``): the executor passes the strategy's mode.
+    uses_prompt_mode: bool = False
 
     def score(self, question: str, solutions, **kwargs) -> ScoreResult:
         """Per-step rewards in [0, 1] of each candidate solution of ``question``.

@@ -116,7 +116,7 @@ class BeamSearchFamily:
                 if order:
                     spent = executor.score_isolated(
                         [queries[qi] for qi in order], [active[qi] for qi in order],
-                        order, errors,
+                        order, errors, mode=strategy.mode,
                     )
                     for qi, nt in zip(order, spent):
                         reward_tokens[qi] += nt
