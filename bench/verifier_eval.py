@@ -52,6 +52,8 @@ def parse(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("samples", help="collection directory (or samples file)")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--modes", nargs="+", default=None, choices=("cot", "direct"),
+                    help="prompt modes to evaluate (default: all in the table)")
     ap.add_argument("--max-queries", type=int, default=None,
                     help="use N random queries (development on a partial table)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default: 1)")
@@ -75,6 +77,8 @@ def load(args):
         ids = pd.Series(pd.unique(samples["query_id"]))
         keep = ids.sample(n=min(args.max_queries, len(ids)), random_state=args.seed)
         samples = samples[samples["query_id"].isin(set(keep))]
+    if args.modes:
+        samples = samples[samples["mode"].isin(args.modes)]
     return validate_samples(samples), samples.attrs
 
 
@@ -252,6 +256,7 @@ def write(args, held, features, extract_s, heads_s, complete, prefixes, derived,
         "",
         f"`python bench/verifier_eval.py {args.samples} --folds {args.folds}"
         + (f" --max-queries {args.max_queries}" if args.max_queries else "")
+        + (f" --modes {' '.join(args.modes)}" if args.modes else "")
         + (f" --beam {args.beam}" if args.beam else "")
         + f"` on {datetime.now(timezone.utc).date()} ({platform.machine()}, "
         f"{os.cpu_count()} cores, load average {load_before[0]:.2f} at start; "
@@ -263,10 +268,14 @@ def write(args, held, features, extract_s, heads_s, complete, prefixes, derived,
         f"saw the sample's query. Verifier: `TrainedVerifier(layer={args.layer}, "
         f"C={args.C})` on the embedded SmolLM2-135M-Instruct.",
         "",
-        *([f"**Development run** on {args.max_queries} random queries of the table "
-           "(possibly still being collected): few held-out queries per fold, so every "
-           "number here moves by several points from one subset to another. The run on the "
-           "whole table replaces it.", ""] if args.max_queries else []),
+        *([f"**A subset**: {args.max_queries} random queries of the table (seed "
+           f"{args.seed}), about {args.max_queries // args.folds} held out per fold, so a "
+           "number here moves by a few points from one subset to another; the whole table "
+           "(about 1.4 h of extraction on this CPU) narrows that.", ""]
+          if args.max_queries else []),
+        f"`C={args.C}` was chosen on 24 random queries of this table (seed 0; "
+        "docs/verifier.md), which may be among these: the heads' one hyperparameter saw "
+        "some of these queries' labels through that choice, nothing else did.", "",
         "## AUROC on complete solutions",
         "",
         "Pooled over all samples, and the mean within the pools that hold both right and "
