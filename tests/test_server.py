@@ -729,14 +729,24 @@ class TestEmbeddedServer:
 
 
 @pytest.fixture(scope="class")
-def direct_executor(embedded_model_path):
-    """A StrategyExecutor on its own offline engine (seed 0, greedy), closed after use."""
+def direct_executor(embedded_model_path, shipped_router_file):
+    """A StrategyExecutor on its own offline engine (seed 0, greedy), closed after use.
+
+    It runs with the settings the router file records (beam steps of the shipped table's
+    32 tokens, its prompt modes), as the server does; the request's own temperature and
+    token limit win, as in the server.
+    """
     from conftest import TEST_MAX_MODEL_LEN
     from ttcrouter.executors import VLLMGenerator
+    from ttcrouter.persistence import load_router
+    from ttcrouter.serving import learned_executor_kwargs
 
+    learned = learned_executor_kwargs(load_router(shipped_router_file)["metadata"])
+    learned.update(temperature=0, max_tokens=48)
+    learned.pop("top_p", None)
     gen = VLLMGenerator(seed=0, enforce_eager=True, max_model_len=TEST_MAX_MODEL_LEN,
                         kv_cache_space_gb=1)
-    executor = StrategyExecutor(gen, temperature=0, max_tokens=48)
+    executor = StrategyExecutor(gen, **learned)
     yield executor
     gen.close()
 
