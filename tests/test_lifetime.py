@@ -225,8 +225,11 @@ def test_everything_started_after_mark_is_adopted(tmp_path):
 def test_watchdog_survives_noise_but_not_its_work(tmp_path):
     """A Ctrl-C sent to the parent's process group does not reach the watchdog."""
     script = tmp_path / "int.py"
+    # a parent that dies of Ctrl-C: a SIG_IGN inherited from this process (something in
+    # the suite leaves SIGINT ignored) would make Python skip its KeyboardInterrupt handler
     script.write_text(textwrap.dedent('''
-        import subprocess, sys, time
+        import signal, subprocess, sys, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         from ttcrouter.lifetime import reap_children_on_exit
         with reap_children_on_exit():
             c = subprocess.Popen([sys.executable, "-c",
