@@ -37,7 +37,7 @@ import pandas as pd  # noqa: E402
 from ttcrouter.executors.search.utils import split_steps  # noqa: E402
 from ttcrouter.models import embedded_generator_path  # noqa: E402
 from ttcrouter.step_features import GeneratorStepFeatures  # noqa: E402
-from ttcrouter.verifier import verifier_data  # noqa: E402
+from ttcrouter.verifier_samples import verifier_data  # noqa: E402
 from ttcrouter.verifier_commands import read_samples_arg  # noqa: E402
 
 

@@ -40,7 +40,8 @@ from sklearn.base import clone  # noqa: E402
 
 from ttcrouter.grading import is_correct  # noqa: E402
 from ttcrouter.samples import derive_runs, validate_samples  # noqa: E402
-from ttcrouter.verifier import TrainedVerifier, cross_fit_scores, verifier_data  # noqa: E402
+from ttcrouter.verifier import TrainedVerifier  # noqa: E402
+from ttcrouter.verifier_samples import cross_fit_scores, verifier_data  # noqa: E402
 from ttcrouter.verifier_commands import (collection_request_latency,  # noqa: E402
                                          held_out_auroc, read_samples_arg)
 

@@ -45,7 +45,7 @@ EXTRA = {
     "ttcrouter.datasets": ["arithmetic", "gsm_symbolic", "load_jsonl", "load_queries"],
     "ttcrouter.collection": ["load_collection", "export_collection"],
     "ttcrouter.cli": ["main"],
-    "ttcrouter.verifier": ["verifier_columns"],
+    "ttcrouter.verifier_samples": ["verifier_columns"],
     "ttcrouter.step_features": ["GeneratorStepFeatures", "StepFeatures", "STAT_NAMES",
                                 "default_prompt_modes"],
     "ttcrouter.embedding": ["load_pretrained", "resolve_model_folder"],

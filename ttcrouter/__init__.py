@@ -42,9 +42,9 @@ _EXPORTS = {
     "derive_runs": "samples",
     # verifier trained on the generator's own samples
     "TrainedVerifier": "verifier",
-    "verifier_data": "verifier",
-    "score_samples": "verifier",
-    "cross_fit_scores": "verifier",
+    "verifier_data": "verifier_samples",
+    "score_samples": "verifier_samples",
+    "cross_fit_scores": "verifier_samples",
     "save_verifier": "verifier",
     "load_verifier": "verifier",
     # estimators

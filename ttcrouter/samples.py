@@ -8,7 +8,7 @@ generation request that drew it; NaN when not measured), ``round`` (index of tha
 when the pool was drawn in rounds; 0 for a pool drawn at once), ``prompt_tokens`` (prompt
 of that request), and one ``score_<scorer>`` column per scorer (e.g. ``score_logprob``).
 Optional: ``reward_tokens`` (the collection scorer's tokens charged to the sample), ``level``,
-and per scorer added later (:func:`ttcrouter.verifier.score_samples`):
+and per scorer added later (:func:`ttcrouter.verifier_samples.score_samples`):
 ``reward_tokens_<scorer>`` (tokens its model read for the sample) and
 ``score_latency_s_<scorer>`` (seconds of scoring the sample), which :func:`derive_runs`
 charges to the rows that read that score.

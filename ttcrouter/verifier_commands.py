@@ -23,8 +23,8 @@ from .collection import load_samples
 from .collection.latency import request_latency_model
 from .samples import derive_runs, read_samples
 from .strategies import as_strategy
-from .verifier import (TrainedVerifier, cross_fit_scores, load_verifier, save_verifier,
-                       score_samples, verifier_data)
+from .verifier import TrainedVerifier, load_verifier, save_verifier
+from .verifier_samples import cross_fit_scores, score_samples, verifier_data
 
 __all__ = ["cmd_train_verifier", "read_samples_arg", "rescore_runs", "held_out_auroc",
            "collection_request_latency"]
@@ -90,7 +90,7 @@ def rescore_runs(runs: pd.DataFrame, samples: pd.DataFrame, verifier, *,
                  request_latency=None, name="verifier") -> pd.DataFrame:
     """Runs whose best-of-N and weighted-vote rows are re-derived with a verifier's scores.
 
-    The samples are scored with ``verifier`` (:func:`ttcrouter.verifier.score_samples`,
+    The samples are scored with ``verifier`` (:func:`ttcrouter.verifier_samples.score_samples`,
     which warns when it was trained on some of these queries); every pooled row that reads a
     score is derived again from its pool with ``score=name``, so it is charged the
     verifier's reward tokens and time. Other rows are kept as they are.
