@@ -5,8 +5,8 @@ import pytest
 
 from ttcrouter import (BeamSearch, BestOfN, MajorityVote, WeightedMajorityVote,
                        default_strategy_space, encode_strategies, parse_strategy)
-from ttcrouter.strategies import (EXTRA_ENCODING, METHODS, AdaptiveVote, Strategy, as_strategy,
-                                  encoding_scheme)
+from ttcrouter.strategies import (EXTRA_ENCODING, METHODS, SCORERS, AdaptiveVote, Strategy,
+                                  as_strategy, encoding_scheme)
 
 
 @pytest.mark.parametrize("spec, name", [
@@ -173,3 +173,42 @@ def test_router_records_the_encoding_it_was_fitted_on():
         router = UtilityRouter(probe=LogisticRegression()).fit(X, Y)
         assert router.strategy_encoding_.shape == (len(names), width)
         assert set(router.predict(X)) <= set(names)
+
+
+@pytest.mark.parametrize("spec, name", [
+    (BestOfN(16, scorer="verifier"), "best_of_n@n=16,scorer=verifier"),
+    (WeightedMajorityVote(4, mode="direct", scorer="verifier"),
+     "weighted_majority_vote@n=4,mode=direct,scorer=verifier"),
+    (BeamSearch(4, 2, scorer="verifier"), "beam_search@n=4,w=2,scorer=verifier"),
+    (BestOfN(16), "best_of_n@n=16"),
+])
+def test_a_named_scorer_is_part_of_the_name(spec, name):
+    assert spec.name == name and parse_strategy(name) == spec
+    # the parameters may come in any order; the canonical name has scorer last
+    assert parse_strategy("best_of_n@scorer=verifier,n=16").name == \
+        "best_of_n@n=16,scorer=verifier"
+    assert BestOfN(16, scorer="verifier") != BestOfN(16)
+
+
+@pytest.mark.parametrize("name, match", [
+    ("majority_vote@n=4,scorer=verifier", "reads no rewards"),
+    ("adaptive_vote@n=16,b=4,t=0.75,scorer=verifier", "reads no rewards"),
+    ("best_of_n@n=4,scorer=prm", "None .*or one of verifier"),
+])
+def test_a_scorer_where_none_can_be_used_is_refused(name, match):
+    with pytest.raises(ValueError, match=match):
+        parse_strategy(name)
+
+
+def test_encoding_scheme_3_flags_the_scorer():
+    plain = ["best_of_n@n=4", "best_of_n@n=4,mode=direct", AdaptiveVote(16)]
+    marked = plain + ["best_of_n@n=4,scorer=verifier", "beam_search@n=4,w=2,scorer=verifier"]
+    assert encoding_scheme(plain) == 2 and encoding_scheme(marked) == 3
+    wide = encode_strategies(marked)
+    assert wide.shape == (5, len(METHODS) + 2 + len(EXTRA_ENCODING) + len(SCORERS))
+    # scheme 3's first columns are scheme 2; the flag tells the two best-of-N apart
+    np.testing.assert_array_equal(wide[:3, :-1], encode_strategies(plain))
+    np.testing.assert_array_equal(wide[:, -1], [0, 0, 0, 1, 1])
+    np.testing.assert_array_equal(wide[3, :-1], wide[0, :-1])
+    with pytest.raises(ValueError, match="needs encoding scheme 3"):
+        encode_strategies(["best_of_n@n=4,scorer=verifier"], scheme=2)

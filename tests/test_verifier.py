@@ -14,6 +14,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.metrics import roc_auc_score
 
+from ttcrouter.samples import SamplesTableError, samples_from_pool
 from ttcrouter import (TrainedVerifier, cross_fit_scores, derive_runs, load_verifier,
                        save_verifier, score_samples, verifier_data)
 from ttcrouter.executors import StrategyExecutor, VerifierScorer
@@ -154,6 +155,17 @@ def test_samples_helpers_score_charge_and_cross_fit(data):
     assert (mv["reward_tokens"] == 0).all() and (mv["latency_s"] == 1.0).all()
     assert mv["scorer"].isna().all()
 
+    # a strategy that names its scorer reads that scorer's column, whatever score= says
+    both = derive_runs(scored, ["best_of_n@n=4", "best_of_n@n=4,scorer=verifier",
+                                "majority_vote@n=4"], score="logprob")
+    marked = both[both["strategy"] == "best_of_n@n=4,scorer=verifier"].reset_index(drop=True)
+    pd.testing.assert_frame_equal(marked.drop(columns="strategy"),
+                                  bon.reset_index(drop=True).drop(columns="strategy"))
+    plain = both[both["strategy"] == "best_of_n@n=4"]
+    assert set(plain["scorer"]) == {"logprob"} and (plain["score_latency_s"] == 0).all()
+    with pytest.raises(SamplesTableError, match="no 'score_verifier' column.*score_samples"):
+        derive_runs(samples, ["best_of_n@n=4,scorer=verifier"])
+
     held, steps = cross_fit_scores(samples, small_verifier(), n_folds=3, features=features,
                                    return_step_proba=True)
     assert held.groupby("query_id")["fold_verifier"].nunique().eq(1).all()
@@ -200,7 +212,14 @@ def test_scorer_rewards_steps_and_counts_tokens(data, tmp_path):
 def test_factory_takes_a_verifier_file(data, tmp_path):
     path = save_verifier(data["fitted"], tmp_path / "v.joblib")
     ex = make_executor("transformers", scorer=str(path), max_tokens=8)
-    assert isinstance(ex.scorer, VerifierScorer)
+    # the file is the scorer of the strategies named "...,scorer=verifier"; the others keep
+    # the log-probability scorer their rows were measured with
+    assert isinstance(ex.scorers["verifier"], VerifierScorer)
+    assert isinstance(ex.scorer_for("best_of_n@n=4,scorer=verifier"), VerifierScorer)
+    assert type(ex.scorer_for("best_of_n@n=4")).__name__ == "LogprobScorer"
+    bare = make_executor("transformers", max_tokens=8)
+    with pytest.raises(ValueError, match="scorers=.*'verifier'.*--scorer FILE"):
+        bare.scorer_for("beam_search@n=4,w=2,scorer=verifier")
     with pytest.raises(ValueError, match="verifier file"):
         make_executor("transformers", scorer=str(tmp_path / "nope.joblib"))
 
@@ -214,6 +233,25 @@ def test_best_of_n_on_transformers_pays_for_verification(data, hf_generator):
     assert len(res.candidates) == 2 and all(c.step_rewards for c in res.candidates)
     assert res.text == max(res.candidates, key=lambda c: c.reward).text
     assert res.latency_s > 0
+    # as a named scorer, for the strategy that names it; the unnamed one reads log-probs
+    named = StrategyExecutor(hf_generator, scorers={"verifier": VerifierScorer(data["fitted"])},
+                             max_tokens=24)
+    res = named.execute("best_of_n@n=2,scorer=verifier", "What is 3 + 4?")
+    assert res.error is None and res.reward_tokens > 0
+    assert all(0 <= c.reward <= 1 for c in res.candidates)
+    plain = named.execute("best_of_n@n=2", "What is 3 + 4?")
+    assert plain.error is None and plain.reward_tokens == 0
+    pools = named.sample_pool(["What is 3 + 4?"], 2, scorers=[None, "verifier"])
+    (own, own_tokens, _), (ver, ver_tokens, ver_s) = pools[0].scores[None], \
+        pools[0].scores["verifier"]
+    assert own_tokens == 0 and ver_tokens > 0 and ver_s > 0
+    assert own != ver and all(0 <= r <= 1 for r in own + ver)
+    rows = samples_from_pool(pools[0], query_id="q", gold="7", repeat=0)
+    assert [r["score_logprob"] for r in rows] == own
+    assert [r["score_verifier"] for r in rows] == ver
+    assert sum(r["reward_tokens_verifier"] for r in rows) == pytest.approx(ver_tokens)
+    with pytest.raises(ValueError, match="No scorer named 'prm'"):
+        named.sample_pool(["What is 3 + 4?"], 2, scorers=["prm"])
 
 
 @pytest.mark.slow
@@ -233,7 +271,7 @@ def test_best_of_n_and_beam_search_on_vllm(data, vllm_generator):
     assert all(len(c.step_rewards) == len(c.steps) for c in beam.candidates)
 
 
-def test_rescore_runs_rederives_the_rows_that_read_a_score(data, tmp_path, caplog):
+def test_rescore_runs_adds_the_verifier_rows(data, tmp_path, caplog):
     from ttcrouter.verifier_commands import rescore_runs
 
     samples = data["samples"]
@@ -243,12 +281,16 @@ def test_rescore_runs_rederives_the_rows_that_read_a_score(data, tmp_path, caplo
     with caplog.at_level("WARNING", logger="ttcrouter"):
         out = rescore_runs(runs, samples, path)
     assert "TRAINED ON 28 OF THE 40 EVALUATED QUERIES" in caplog.text
-    assert len(out) == len(runs)
+    per_strategy = len(runs) // 3
+    assert len(out) == len(runs) + 2 * per_strategy
     key = ["query_id", "strategy", "repeat"]
     out, runs = out.set_index(key).sort_index(), runs.set_index(key).sort_index()
-    scored = out.xs("best_of_n@n=4", level="strategy")
-    assert (scored["reward_tokens"] > 0).all() and (scored["latency_s"] > 1.0).all()
-    assert set(scored["scorer"]) == {"verifier"}
-    mv_new = out.xs("majority_vote@n=4", level="strategy")
-    mv_old = runs.xs("majority_vote@n=4", level="strategy")
-    pd.testing.assert_frame_equal(mv_new[mv_old.columns], mv_old, check_dtype=False)
+    for name in ("best_of_n@n=4,scorer=verifier", "weighted_majority_vote@n=4,scorer=verifier"):
+        scored = out.xs(name, level="strategy")
+        assert len(scored) == per_strategy
+        assert (scored["reward_tokens"] > 0).all() and (scored["latency_s"] > 1.0).all()
+        assert set(scored["scorer"]) == {"verifier"}
+    # the rows already there are kept as they were
+    pd.testing.assert_frame_equal(out.loc[runs.index, runs.columns], runs, check_dtype=False)
+    again = rescore_runs(out.reset_index(), samples, path)  # idempotent: replaced, not added
+    assert len(again) == len(out)

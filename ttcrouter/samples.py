@@ -175,12 +175,18 @@ def samples_from_pool(pool, *, query_id, gold, repeat, mode="cot", scorer="logpr
     ``candidates`` are :class:`~ttcrouter.executors.Candidate`), in drawing order.
 
     ``correct`` is one 0/1 per candidate (the caller grades); None grades nothing (0).
+    A pool scored by several scorers (its ``scores``) gets, beside ``score_<scorer>`` and
+    ``reward_tokens`` of its own scorer (key None), ``score_<name>``,
+    ``reward_tokens_<name>`` and ``score_latency_s_<name>`` of each named one.
     """
     cands = list(pool.candidates)
     # an early-stopping vote's result sums the prompts of its rounds: one per request here
     per_request = int(getattr(pool, "prompt_tokens", 0) or 0) // max(
         len({c.round for c in cands}), 1)
-    share = float(getattr(pool, "reward_tokens", 0) or 0) / max(len(cands), 1)
+    scores = getattr(pool, "scores", None) or {}
+    own = scores[None][0] if None in scores else [c.reward for c in cands]
+    share = float(scores[None][1] if None in scores else getattr(pool, "reward_tokens", 0)
+                  or 0) / max(len(cands), 1)
     rows = []
     for k, c in enumerate(cands):
         rows.append({
@@ -189,9 +195,18 @@ def samples_from_pool(pool, *, query_id, gold, repeat, mode="cot", scorer="logpr
             "correct": int(correct[k]) if correct is not None else 0, "tokens": int(c.tokens),
             "finish_reason": c.finish_reason, "request_latency_s": float(c.request_latency_s),
             "round": int(c.round), "prompt_tokens": per_request,
-            f"{SCORE_PREFIX}{scorer}": float(c.reward), "reward_tokens": share,
+            f"{SCORE_PREFIX}{scorer}": float(own[k]), "reward_tokens": share,
             "level": level,
         })
+    n = max(len(cands), 1)
+    for name, got in scores.items():
+        if name is None:
+            continue
+        rewards, tokens, seconds = got
+        for row, reward in zip(rows, rewards):
+            row[f"{SCORE_PREFIX}{name}"] = float(reward)
+            row[f"reward_tokens_{name}"] = float(tokens) / n
+            row[f"score_latency_s_{name}"] = float(seconds) / n
     return rows
 
 
@@ -208,6 +223,15 @@ def _pick_score(df, strategies, score):
         raise SamplesTableError(f"Best-of-N and weighted voting need a score column; the table "
                                 f"has {cols or 'none'}. Pass score=<scorer>.")
     return cols[0] if cols else None
+
+
+def _scorer_columns(df, score_col):
+    """``(score column, scorer name, reward-token column, verification-time column)``."""
+    scorer = score_col[len(SCORE_PREFIX):] if score_col else None
+    tokens_col = next((c for c in (f"reward_tokens_{scorer}", "reward_tokens")
+                       if c in df.columns), None)
+    seconds_col = f"score_latency_s_{scorer}"
+    return score_col, scorer, tokens_col, seconds_col if seconds_col in df.columns else None
 
 
 def _measured(rows: pd.DataFrame) -> float:
@@ -259,8 +283,9 @@ def derive_runs(samples: pd.DataFrame, strategies, *, score: str | None = None,
         Pooled strategies (``BestOfN``, ``MajorityVote``, ``WeightedMajorityVote``,
         ``AdaptiveVote``); each is derived on the pools of its own mode.
     score : str, optional
-        The scorer whose ``score_<scorer>`` column weighs votes and ranks best-of-N; needed
-        when the table has several.
+        The scorer whose ``score_<scorer>`` column weighs votes and ranks best-of-N for the
+        strategies that name no scorer; needed when the table has several. A strategy that
+        names one (``best_of_n@n=4,scorer=verifier``) reads ``score_<its scorer>``.
     request_latency : callable or None, default=None
 
     Returns
@@ -283,12 +308,17 @@ def derive_runs(samples: pd.DataFrame, strategies, *, score: str | None = None,
         if not s.derivable:
             raise ValueError(f"{s.name} generates step by step; it cannot be derived from a "
                              "pool of full samples.")
-    score_col = _pick_score(df, specs, score)
-    scorer = score_col[len(SCORE_PREFIX):] if score_col else None
-    tokens_col = next((c for c in (f"reward_tokens_{scorer}", "reward_tokens")
-                       if c in df.columns), None)
-    seconds_col = f"score_latency_s_{scorer}"
-    seconds_col = seconds_col if seconds_col in df.columns else None
+    default_col = _pick_score(df, [s for s in specs if s.scorer is None], score)
+    cols_of = {None: _scorer_columns(df, default_col)}
+    for named in dict.fromkeys(s.scorer for s in specs if s.scorer is not None):
+        col = SCORE_PREFIX + named
+        if col not in df.columns:
+            users = [s.name for s in specs if s.scorer == named]
+            raise SamplesTableError(
+                f"{users[0]} reads the scores of scorer {named!r}, but the samples table has "
+                f"no {col!r} column (it has {score_columns(df) or 'none'}); add it with "
+                f"ttcrouter.score_samples or ttcrouter.cross_fit_scores.")
+        cols_of[named] = _scorer_columns(df, col)
     has_level = "level" in df.columns
     out = []
     for (qid, repeat, mode), pool in df.groupby(_POOL, sort=False):
@@ -301,16 +331,22 @@ def derive_runs(samples: pd.DataFrame, strategies, *, score: str | None = None,
             raise ValueError(f"Pool (query_id={qid!r}, repeat={repeat}, mode={mode!r}) holds "
                              f"{len(pool)} samples; {too_big} need more.")
         answers = pool["answer"].tolist()
-        rewards = pool[score_col].to_numpy(float) if score_col else np.zeros(len(pool))
-        cands = [Candidate(text=t, steps=[t], answer=a, normalized=normalize_answer(a),
-                           tokens=int(k), reward=float(r))
-                 for t, a, k, r in zip(pool["text"], answers, pool["tokens"], rewards)]
+        normalized = [normalize_answer(a) for a in answers]
+        cands_of = {}
+        for key, (score_col, _, _, _) in cols_of.items():
+            rewards = pool[score_col].to_numpy(float) if score_col else np.zeros(len(pool))
+            cands_of[key] = [Candidate(text=t, steps=[t], answer=a, normalized=na,
+                                       tokens=int(k), reward=float(r))
+                             for t, a, na, k, r in zip(pool["text"], answers, normalized,
+                                                       pool["tokens"], rewards)]
         first = pool.iloc[0]
         base = {"query_id": qid, "query": first["query"], "gold": first["gold"],
                 "repeat": int(repeat), "error": None,
                 "pool_correct": int(pool["correct"].sum()),
                 "level": first["level"] if has_level else None}
         for s in mine:
+            _, scorer, tokens_col, seconds_col = cols_of[s.scorer]
+            cands = cands_of[s.scorer]
             if isinstance(s, AdaptiveVote):
                 try:
                     drawn, idx = adaptive_prefix(s, cands)

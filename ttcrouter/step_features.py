@@ -23,7 +23,7 @@ The weights load on first use (:func:`ttcrouter.embedding.load_pretrained`, the 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -93,6 +93,33 @@ class StepFeatures:
         return StepFeatures(self.hidden[order], self.stats[order],
                             np.repeat(np.arange(len(rows)), counts), self.step[order],
                             self.tokens_read[rows], self.seconds[rows])
+
+    @classmethod
+    def concat(cls, parts) -> "StepFeatures":
+        """The features of several extractions, their rows renumbered in the order given."""
+        parts = list(parts)
+        if not parts:
+            raise ValueError("StepFeatures.concat needs at least one part.")
+        offsets = np.cumsum([0] + [p.n_rows for p in parts[:-1]])
+        return cls(np.concatenate([p.hidden for p in parts]),
+                   np.concatenate([p.stats for p in parts]),
+                   np.concatenate([p.row + o for p, o in zip(parts, offsets)]),
+                   np.concatenate([p.step for p in parts]),
+                   np.concatenate([p.tokens_read for p in parts]),
+                   np.concatenate([p.seconds for p in parts]))
+
+    def save(self, path) -> None:
+        """Write the features to an ``.npz`` file (:meth:`load` reads it back)."""
+        np.savez(path, **{f.name: getattr(self, f.name) for f in fields(self)})
+
+    @classmethod
+    def load(cls, path) -> "StepFeatures":
+        """Read features written by :meth:`save`."""
+        with np.load(path) as z:
+            missing = [f.name for f in fields(cls) if f.name not in z.files]
+            if missing:
+                raise ValueError(f"{path} is not a StepFeatures file: it lacks {missing}.")
+            return cls(**{f.name: z[f.name] for f in fields(cls)})
 
     def last_step(self) -> np.ndarray:
         """Index (into the prefixes) of each row's last step."""

@@ -6,7 +6,9 @@ canonical string name, e.g. ``majority_vote@n=8``, ``beam_search@n=8,w=4`` or
 ``adaptive_vote@n=16,b=4,t=0.75,mode=direct``, that :func:`parse_strategy` turns back into
 the spec, and a numeric encoding that the probe reads beside the query embedding. The default
 prompt mode ``cot`` is left out of names, so names written before modes existed still mean
-the same strategy.
+the same strategy. So is the default scorer: a strategy that reads rewards names its scorer
+only when it is not the executor's default (``best_of_n@n=16,scorer=verifier`` ranks by a
+:class:`~ttcrouter.TrainedVerifier`, ``best_of_n@n=16`` by the executor's own scorer).
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ METHODS = ("best_of_n", "majority_vote", "weighted_majority_vote", "beam_search"
 #: Prompt modes: ``cot`` (step by step, the default) and ``direct`` (the final answer only).
 MODES = ("cot", "direct")
 DEFAULT_MODE = "cot"
+#: Named scorers a strategy may ask for (``scorer=...``); None is the executor's own scorer
+#: (:class:`~ttcrouter.executors.LogprobScorer` unless it is given another).
+SCORERS = ("verifier",)
 
 
 def _check_positive_int(value, what: str) -> int:
@@ -63,10 +68,16 @@ class Strategy:
     mode : {"cot", "direct"}, default="cot"
         Prompt mode (keyword only): ``cot`` asks for step-by-step reasoning, ``direct`` for
         the final answer alone. The executor maps each mode to a system prompt.
+    scorer : {"verifier"} or None, default=None
+        Scorer of the rewards (keyword only; strategies that read rewards only): None is the
+        executor's own ``scorer``; ``"verifier"`` is its ``scorers["verifier"]``, a
+        :class:`~ttcrouter.executors.VerifierScorer`, and a samples table's
+        ``score_verifier`` column.
     """
 
     n: int
     mode: str = field(default=DEFAULT_MODE, kw_only=True)
+    scorer: str | None = field(default=None, kw_only=True)
     method: ClassVar[str] = ""
     #: Whether the candidates are sampled in parallel (one request) rather than step by step.
     parallel: ClassVar[bool] = True
@@ -84,6 +95,19 @@ class Strategy:
         if self.mode not in MODES:
             raise ValueError(f"{type(self).__name__}.mode must be one of {', '.join(MODES)}, "
                              f"got {self.mode!r}.")
+        if self.scorer is not None:
+            if not self.needs_reward_model:
+                raise ValueError(f"{type(self).__name__} reads no rewards, so it takes no "
+                                 f"scorer (got scorer={self.scorer!r}).")
+            if self.scorer not in SCORERS:
+                raise ValueError(f"{type(self).__name__}.scorer must be None (the executor's "
+                                 f"own scorer) or one of {', '.join(SCORERS)}, got "
+                                 f"{self.scorer!r}.")
+
+    @property
+    def suffix(self) -> str:
+        """``",mode=<mode>"`` and ``",scorer=<scorer>"`` where not the defaults, else ``""``."""
+        return self.mode_suffix + ("" if self.scorer is None else f",scorer={self.scorer}")
 
     @property
     def mode_suffix(self) -> str:
@@ -97,8 +121,9 @@ class Strategy:
 
     @property
     def name(self) -> str:
-        """Canonical name, e.g. ``majority_vote@n=8`` or ``majority_vote@n=8,mode=direct``."""
-        return f"{self.method}@n={self.n}{self.mode_suffix}"
+        """Canonical name, e.g. ``majority_vote@n=8``, ``majority_vote@n=8,mode=direct`` or
+        ``best_of_n@n=8,mode=direct,scorer=verifier``."""
+        return f"{self.method}@n={self.n}{self.suffix}"
 
     def encode(self) -> np.ndarray:
         """Numeric features of this strategy alone (``encode_strategies([self])``: the scheme
@@ -182,7 +207,7 @@ class BeamSearch(Strategy):
         name = f"{self.method}@n={self.n},w={self.beam_width}"
         if self.max_steps != self.DEFAULT_MAX_STEPS:
             name += f",steps={self.max_steps}"
-        return name + self.mode_suffix
+        return name + self.suffix
 
 
 @dataclass(frozen=True)
@@ -240,7 +265,7 @@ _CLASSES = {cls.method: cls for cls in (BestOfN, MajorityVote, WeightedMajorityV
                                         AdaptiveVote)}
 #: name key -> (field, parser) per method; every method takes n and mode.
 _INT = int
-_PARAM_KEYS = {"n": ("n", _INT), "mode": ("mode", str)}
+_PARAM_KEYS = {"n": ("n", _INT), "mode": ("mode", str), "scorer": ("scorer", str)}
 _EXTRA_KEYS = {
     "beam_search": {"w": ("beam_width", _INT), "steps": ("max_steps", _INT)},
     "adaptive_vote": {"b": ("batch", _INT), "t": ("threshold", float)},
@@ -277,6 +302,8 @@ def parse_strategy(name: str) -> Strategy:
     'majority_vote@n=8'
     >>> parse_strategy("adaptive_vote@n=16,b=4,t=0.75,mode=direct").name
     'adaptive_vote@n=16,b=4,t=0.75,mode=direct'
+    >>> parse_strategy("best_of_n@n=16,scorer=verifier").scorer
+    'verifier'
     """
     if isinstance(name, Strategy):
         return name
@@ -341,16 +368,20 @@ def as_strategy(value) -> Strategy:
 
 #: Columns scheme 2 appends to scheme 1: adaptive vote, log2(batch), threshold, direct mode.
 EXTRA_ENCODING = ("adaptive_vote", "log2_batch", "threshold", "direct")
+#: Columns scheme 3 appends to scheme 2: one flag per named scorer of :data:`SCORERS`.
+SCORER_ENCODING = tuple(f"scorer_{name}" for name in SCORERS)
 
 
-def _needs_scheme_2(spec: Strategy) -> bool:
-    return spec.method not in METHODS or spec.mode != DEFAULT_MODE
+def _scheme_of(spec: Strategy) -> int:
+    if spec.scorer is not None:
+        return 3
+    return 2 if spec.method not in METHODS or spec.mode != DEFAULT_MODE else 1
 
 
 def encoding_scheme(strategies: Iterable) -> int:
-    """The encoding scheme a strategy space needs: 1 (the original), or 2 when it holds an
-    early-stopping vote or a non-default prompt mode."""
-    return 2 if any(_needs_scheme_2(as_strategy(s)) for s in strategies) else 1
+    """The encoding scheme a strategy space needs: 1 (the original), 2 when it holds an
+    early-stopping vote or a non-default prompt mode, 3 when a strategy names its scorer."""
+    return max((_scheme_of(as_strategy(s)) for s in strategies), default=1)
 
 
 def encode_strategies(strategies: Iterable, scheme: int | None = None) -> np.ndarray:
@@ -359,7 +390,8 @@ def encode_strategies(strategies: Iterable, scheme: int | None = None) -> np.nda
     Scheme 1 (``len(METHODS) + 2`` columns) is the encoding routers were always trained
     on: method one-hot, ``log2(n)``, the beam width (1 for parallel methods). Scheme 2
     appends :data:`EXTRA_ENCODING`: an early-stopping-vote flag, ``log2(batch)`` and the
-    threshold (0 for other methods), and a ``direct``-mode flag. The scheme a space gets by
+    threshold (0 for other methods), and a ``direct``-mode flag; scheme 3 appends
+    :data:`SCORER_ENCODING`, a flag per named scorer (all 0 for the executor's own). The scheme a space gets by
     default is the smallest that tells its strategies apart (:func:`encoding_scheme`), so a
     space of the original strategies is encoded exactly as before, and a fitted router keeps
     the encoding it was trained on (``UtilityRouter.strategy_encoding_``).
@@ -367,38 +399,42 @@ def encode_strategies(strategies: Iterable, scheme: int | None = None) -> np.nda
     Parameters
     ----------
     strategies : iterable of Strategy or str
-    scheme : {1, 2} or None, default=None
+    scheme : {1, 2, 3} or None, default=None
         None: :func:`encoding_scheme` of ``strategies``.
 
     Returns
     -------
-    ndarray of shape (n_strategies, len(METHODS) + 2) or (..., len(METHODS) + 6), float32
+    ndarray of shape (n_strategies, len(METHODS) + 2), (..., len(METHODS) + 6) or
+    (..., len(METHODS) + 6 + len(SCORERS)), float32
 
     Raises
     ------
     ValueError
-        ``scheme=1`` for a strategy scheme 1 cannot encode.
+        A scheme too small for a strategy (e.g. ``scheme=1`` for a ``direct`` one).
     """
     specs = [as_strategy(s) for s in strategies]
     if scheme is None:
         scheme = encoding_scheme(specs)
-    if scheme not in (1, 2):
-        raise ValueError(f"scheme must be 1 or 2, got {scheme!r}.")
+    if scheme not in (1, 2, 3):
+        raise ValueError(f"scheme must be 1, 2 or 3, got {scheme!r}.")
     base = len(METHODS) + 2
-    out = np.zeros((len(specs), base + (len(EXTRA_ENCODING) if scheme == 2 else 0)),
-                   dtype=np.float32)
+    width = base + (len(EXTRA_ENCODING) if scheme >= 2 else 0) \
+        + (len(SCORER_ENCODING) if scheme == 3 else 0)
+    out = np.zeros((len(specs), width), dtype=np.float32)
     for i, spec in enumerate(specs):
-        if scheme == 1 and _needs_scheme_2(spec):
-            raise ValueError(f"{spec.name} needs encoding scheme 2 (scheme 1 has no column "
-                             "for its method or prompt mode).")
+        if _scheme_of(spec) > scheme:
+            raise ValueError(f"{spec.name} needs encoding scheme {_scheme_of(spec)} (scheme "
+                             f"{scheme} has no column for its method, prompt mode or scorer).")
         if spec.method in METHODS:
             out[i, METHODS.index(spec.method)] = 1.0
         out[i, len(METHODS)] = math.log2(spec.n)
         out[i, len(METHODS) + 1] = spec.beam_width
-        if scheme == 2:
+        if scheme >= 2:
             if isinstance(spec, AdaptiveVote):
                 out[i, base:base + 3] = (1.0, math.log2(spec.batch), spec.threshold)
             out[i, base + 3] = float(spec.mode == "direct")
+        if scheme == 3 and spec.scorer is not None:
+            out[i, base + len(EXTRA_ENCODING) + SCORERS.index(spec.scorer)] = 1.0
     return out
 
 

@@ -4,12 +4,14 @@
 features of every sample once, reports the held-out AUROC of query-grouped cross-fitting
 (beside the log-probability scorer's when the table has ``score_logprob``), fits one
 :class:`~ttcrouter.verifier.TrainedVerifier` on every sample and saves it. ``evaluate
---scorer FILE`` scores a collection's samples with a verifier file and re-derives the pooled
-rows that read a score (best-of-N, weighted voting) with it (:func:`rescore_runs`).
+--scorer FILE`` scores a collection's samples with a verifier file and adds a
+``scorer=verifier`` copy of each pooled strategy that reads a score (best-of-N, weighted
+voting) derived with it (:func:`rescore_runs`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import warnings
@@ -21,7 +23,7 @@ from sklearn.metrics import roc_auc_score
 
 from .collection import load_samples
 from .collection.latency import request_latency_model
-from .samples import derive_runs, read_samples
+from .samples import derive_runs, read_samples, score_columns
 from .strategies import as_strategy
 from .verifier import TrainedVerifier, load_verifier, save_verifier
 from .verifier_samples import cross_fit_scores, score_samples, verifier_data
@@ -87,13 +89,15 @@ def cmd_train_verifier(args) -> int:
 
 
 def rescore_runs(runs: pd.DataFrame, samples: pd.DataFrame, verifier, *,
-                 request_latency=None, name="verifier") -> pd.DataFrame:
-    """Runs whose best-of-N and weighted-vote rows are re-derived with a verifier's scores.
+                 request_latency=None) -> pd.DataFrame:
+    """Runs with a verifier-scored copy of every best-of-N and weighted-vote row added.
 
     The samples are scored with ``verifier`` (:func:`ttcrouter.verifier_samples.score_samples`,
-    which warns when it was trained on some of these queries); every pooled row that reads a
-    score is derived again from its pool with ``score=name``, so it is charged the
-    verifier's reward tokens and time. Other rows are kept as they are.
+    which warns when it was trained on some of these queries), and each pooled strategy that
+    reads a score is derived again from its pools as ``<name>,scorer=verifier``, charged the
+    verifier's reward tokens and time. The rows already there are kept, so a router chooses
+    between the scorers as between any other strategies; verifier rows already in ``runs``
+    are replaced.
 
     Parameters
     ----------
@@ -107,13 +111,14 @@ def rescore_runs(runs: pd.DataFrame, samples: pd.DataFrame, verifier, *,
     Returns
     -------
     DataFrame
-        ``runs`` with the re-derived rows in place of the old ones.
+        ``runs`` and the verifier rows.
     """
     if not isinstance(verifier, TrainedVerifier):
         verifier = load_verifier(verifier)
-    names = [n for n in pd.unique(runs["strategy"])
-             if as_strategy(n).derivable and as_strategy(n).needs_reward_model]
-    if not names:
+    specs = [as_strategy(n) for n in pd.unique(runs["strategy"])]
+    marked = list(dict.fromkeys(dataclasses.replace(s, scorer="verifier") for s in specs
+                                if s.derivable and s.needs_reward_model))
+    if not marked:
         logger.warning("no best-of-N or weighted-vote rows to re-score")
         return runs
     queries = np.unique(samples["query_id"].astype(str))
@@ -125,16 +130,22 @@ def rescore_runs(runs: pd.DataFrame, samples: pd.DataFrame, verifier, *,
                        "numbers.", seen.size, len(queries), seen[0])
     with warnings.catch_warnings():  # the overlap was reported above, once
         warnings.simplefilter("ignore", UserWarning)
-        scored = score_samples(samples, verifier, name=name)
-    derived = derive_runs(scored, names, score=name, request_latency=request_latency)
+        scored = score_samples(samples, verifier, name="verifier")
+    derived = derive_runs(scored, marked, request_latency=request_latency,
+                          score=_own_score(scored))
     key = ["query_id", "strategy", "repeat"]
     keep = ~runs.set_index(key).index.isin(derived.set_index(key).index)
     cols = [c for c in runs.columns if c in derived.columns]
     out = pd.concat([runs[keep], derived[cols]], ignore_index=True)
     out.attrs = dict(runs.attrs)
-    logger.info("re-derived %d rows of %d strategies with the verifier's scores",
-                int((~keep).sum()), len(names))
+    logger.info("added %d rows of %d verifier-scored strategies", len(derived), len(marked))
     return out
+
+
+def _own_score(samples):
+    """The samples' own score column (not the verifier's), or None."""
+    own = [c for c in score_columns(samples) if c != "score_verifier"]
+    return own[0] if own else None
 
 
 def collection_request_latency(samples: pd.DataFrame):

@@ -86,6 +86,12 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
         from ``backend``, ``model``, ``base_url``, ``scorer``, ``seed``, ``max_tokens``,
         ``temperature``, ``max_steps``, ``step_max_tokens``, ``enforce_eager`` and
         ``kv_cache_space_gb``.
+    scorer : "logprob" or a verifier file, default="logprob"
+        With a verifier file (``ttcrouter train-verifier``), every strategy that reads
+        rewards is also collected as its ``scorer=verifier`` copy
+        (:func:`with_verifier_strategies`): pools are scored by both scorers (the samples
+        table gets ``score_verifier`` and its cost columns) and beam search runs once with
+        each; the rows' names say which scorer they read.
     pool_size : int, optional
         Samples per (query, repeat) pool; at least the largest N of the parallel strategies
         (the default).
@@ -130,6 +136,8 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
     if latency not in ("calibrate", "isolated"):
         raise ValueError(f"latency must be 'calibrate' or 'isolated', got {latency!r}.")
     specs = resolve_strategies(strategies)
+    if _is_verifier_file(scorer) and executor is None:
+        specs = with_verifier_strategies(specs)
     parallel = [s for s in specs if s.derivable]  # pooled: derived from the samples
     beams = [s for s in specs if not s.derivable]
     max_n = max((s.n for s in parallel), default=0)
@@ -173,6 +181,24 @@ def collect(queries, strategies=None, repeats: int = 4, out=None, executor=None,
         if tmp is not None:
             tmp.cleanup()
     return result
+
+
+def _is_verifier_file(scorer) -> bool:
+    return isinstance(scorer, (str, os.PathLike)) and str(scorer) != "logprob"
+
+
+def with_verifier_strategies(specs) -> list:
+    """``specs`` and, after them, a ``scorer=verifier`` copy of each one that reads rewards
+    (best-of-N, weighted voting, beam search) and names no scorer (duplicates dropped)."""
+    out = list(specs)
+    names = {s.name for s in out}
+    for s in specs:
+        if s.needs_reward_model and s.scorer is None:
+            marked = dataclasses.replace(s, scorer="verifier")
+            if marked.name not in names:
+                names.add(marked.name)
+                out.append(marked)
+    return out
 
 
 def resolve_strategies(strategies) -> list:

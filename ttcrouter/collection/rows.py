@@ -156,8 +156,11 @@ def pooled_chunk(executor, chunk, parallel, repeat, pool_size, models, done=froz
             (q["query_id"], s.name, repeat) in done for s in of_mode)]
         if not todo_q:
             continue
+        # the executor's own scorer, then each scorer a strategy of this mode names
+        scorers = [None] + sorted({s.scorer for s in of_mode if s.scorer is not None})
         results = _isolating_failures(
-            lambda texts, m=mode: executor.sample_pool(texts, pool_size, mode=m),
+            lambda texts, m=mode: executor.sample_pool(texts, pool_size, mode=m,
+                                                       scorers=scorers),
             [q["query"] for q in todo_q])
         for q, pool in zip(todo_q, results):
             pool_err = getattr(pool, "error", None)

@@ -110,13 +110,17 @@ def _executor_config(executor) -> dict:
     sampling = {k: getattr(executor, k) for k in keys if hasattr(executor, k)}
     if "system_prompt" not in sampling and gen is not None:
         sampling["system_prompt"] = getattr(gen, "system_prompt", None)
-    return {
+    config = {
         "model": str(getattr(gen, "model_name", None) or getattr(gen, "model", None)),
         "backend": getattr(gen, "backend", None) or type(gen).__name__,
         "sampling": {k: (v if isinstance(v, (int, float, str, type(None))) else str(v))
                      for k, v in sampling.items()},
         "scorer": describe(getattr(executor, "scorer", None)),
     }
+    named = getattr(executor, "scorers", None)
+    if named:  # absent otherwise, so configurations written before still resume
+        config["scorers"] = {k: describe(v) for k, v in sorted(named.items())}
+    return config
 
 
 def _dataset_hash(queries: pd.DataFrame) -> str:

@@ -45,10 +45,12 @@ def make_executor(backend="vllm", model=None, base_url=None, *, seed=0, max_toke
         Executor parameters; ``max_steps`` and ``step_max_tokens`` keep the executor's
         defaults when None.
     scorer : "logprob", a verifier file, None or a scorer object, default="logprob"
-        ``"logprob"`` scores candidates with :class:`~ttcrouter.executors.LogprobScorer`
-        on the generator itself (no PRM ships offline); the path of a verifier file
-        (``ttcrouter train-verifier``) scores them with
-        :class:`~ttcrouter.executors.VerifierScorer`; None is the executor's default.
+        ``"logprob"`` (or None) scores candidates with
+        :class:`~ttcrouter.executors.LogprobScorer` on the generator itself (no PRM ships
+        offline); a scorer object replaces it. The path of a verifier file (``ttcrouter
+        train-verifier``) keeps LogprobScorer as the executor's own scorer and adds a
+        :class:`~ttcrouter.executors.VerifierScorer` as ``scorers["verifier"]``, which the
+        strategies named ``...,scorer=verifier`` use.
     enforce_eager : bool, default=False
         ``vllm``: skip graph compilation.
     kv_cache_space_gb : int, optional
@@ -69,7 +71,10 @@ def make_executor(backend="vllm", model=None, base_url=None, *, seed=0, max_toke
         if not Path(scorer).is_file():
             raise ValueError(f"Unknown scorer {str(scorer)!r}: neither 'logprob' nor a "
                              "verifier file (ttcrouter train-verifier --out FILE).")
-        scorer = _public("VerifierScorer")(scorer)  # loads and checks it before any engine
+        # loads and checks it before any engine starts
+        executor_kwargs["scorers"] = {**(executor_kwargs.get("scorers") or {}),
+                                      "verifier": _public("VerifierScorer")(scorer)}
+        scorer = "logprob"
     if backend == "openai":
         if not base_url:
             raise ValueError("The openai backend needs --base-url (e.g. "

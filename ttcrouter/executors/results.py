@@ -144,6 +144,11 @@ class CandidatePool:
         Wall-clock seconds of the whole batched request that produced the pool (generation
         and scoring; shared by all queries sampled together).
     error : str or None
+    scores : dict
+        Scorer -> ``(rewards of the candidates, reward tokens, scoring seconds of the
+        pool)``, one entry per scorer that
+        scored the pool (:meth:`StrategyExecutor.sample_pool`'s ``scorers``; None is the
+        executor's own); the candidates' ``reward`` is the last one's.
     """
 
     query: str
@@ -152,6 +157,7 @@ class CandidatePool:
     reward_tokens: int = 0
     latency_s: float = 0.0
     error: str | None = None
+    scores: dict = field(default_factory=dict)
 
     @property
     def tokens(self) -> int:

@@ -73,6 +73,9 @@ class StrategyExecutor:
     scorer : StepScorer or None, default=None
         Step scorer for best-of-N, weighted voting and beam search; None means
         :class:`~ttcrouter.executors.LogprobScorer` (no extra model).
+    scorers : dict or None, default=None
+        Named scorers, for strategies that name theirs: ``{"verifier": VerifierScorer(path)}``
+        runs ``best_of_n@n=8,scorer=verifier``. Strategies without a scorer use ``scorer``.
     step_delimiter : str, default="\\n"
         Ends a step: a stop string in beam search, the split point of full samples.
         Use ``"\\n\\n"`` for Qwen-style models and the Qwen PRM.
@@ -104,6 +107,7 @@ class StrategyExecutor:
         self,
         generator,
         scorer=None,
+        scorers=None,
         step_delimiter="\n",
         max_tokens=256,
         step_max_tokens=64,
@@ -116,6 +120,7 @@ class StrategyExecutor:
     ):
         self.generator = generator
         self.scorer = scorer
+        self.scorers = scorers
         self.step_delimiter = step_delimiter
         self.max_tokens = max_tokens
         self.step_max_tokens = step_max_tokens
@@ -147,6 +152,34 @@ class StrategyExecutor:
             raise ValueError(f"temperature must be a number >= 0, got {self.temperature!r}.")
         if self.scorer is not None and not hasattr(self.scorer, "score"):
             raise TypeError("scorer must have a score(question, solutions) method.")
+        if self.scorers is not None:
+            if not isinstance(self.scorers, dict):
+                raise TypeError(f"scorers must be a dict of name -> scorer, got "
+                                f"{type(self.scorers).__name__}.")
+            for name, got in self.scorers.items():
+                if not hasattr(got, "score"):
+                    raise TypeError(f"scorers[{name!r}] must have a score(question, "
+                                    "solutions) method.")
+
+    def scorer_for(self, strategy):
+        """The step scorer ``strategy`` reads: ``scorers[strategy.scorer]``, or
+        :attr:`scorer_` for a strategy that names none.
+
+        Raises
+        ------
+        ValueError
+            The strategy names a scorer this executor was not given.
+        """
+        name = getattr(as_strategy(strategy), "scorer", None)
+        if name is None:
+            return self.scorer_
+        if not self.scorers or name not in self.scorers:
+            raise ValueError(
+                f"{as_strategy(strategy).name} is scored by the {name!r} scorer, which this "
+                f"executor lacks (it has {sorted(self.scorers or {}) or 'none'}); pass "
+                f"StrategyExecutor(scorers={{{name!r}: ...}}), e.g. "
+                f"VerifierScorer('verifier.joblib'), or --scorer FILE on the command line.")
+        return self.scorers[name]
 
     @property
     def scorer_(self):
@@ -263,7 +296,8 @@ class StrategyExecutor:
                     out[i] = comps
             return out
 
-    def score_isolated(self, questions, groups, owners, errors, mode="cot") -> list[int]:
+    def score_isolated(self, questions, groups, owners, errors, mode="cot", *,
+                       scorer=None) -> list[int]:
         """Score candidates of several questions in one scorer call, rewarding them in place.
 
         Parameters
@@ -279,6 +313,8 @@ class StrategyExecutor:
             ``{query index: reason}``; a failed scorer call records every owner.
         mode : str, default="cot"
             Prompt mode of the candidates, passed to a scorer with ``uses_prompt_mode``.
+        scorer : StepScorer, optional
+            The scorer to use (default :attr:`scorer_`; see :meth:`scorer_for`).
 
         Returns
         -------
@@ -289,6 +325,7 @@ class StrategyExecutor:
             results = self._score_results(
                 questions, [[c.steps for c in g] for g in groups],
                 [[c.step_logprobs for c in g] for g in groups], mode,
+                scorer=self.scorer_ if scorer is None else scorer,
             )
         except Exception as exc:  # noqa: BLE001 - recorded per query
             for o in owners:
@@ -300,9 +337,8 @@ class StrategyExecutor:
                 cand.reward = float(aggregate_step_scores(steps_r, self.aggregation))
         return [int(res.reward_tokens) for res in results]
 
-    def _score_results(self, questions, solutions, step_logprobs,
-                       mode="cot") -> list[ScoreResult]:
-        scorer = self.scorer_
+    def _score_results(self, questions, solutions, step_logprobs, mode="cot", *,
+                       scorer) -> list[ScoreResult]:
         kwargs = {"step_logprobs": step_logprobs} if getattr(scorer, "uses_logprobs", False) else {}
         if getattr(scorer, "uses_prompt_mode", False):  # e.g. a verifier reads the mode's prompt
             kwargs["mode"] = [mode] * len(questions)
@@ -320,11 +356,18 @@ class StrategyExecutor:
         return results
 
     # -- parallel sampling ------------------------------------------------------------------------
-    def _sample(self, queries, n, *, score, mode="cot"):
-        """n full samples per valid query in one request; returns CandidatePools."""
+    def _sample(self, queries, n, *, score, mode="cot", scorers=None):
+        """n full samples per valid query in one request; returns CandidatePools.
+
+        With ``score``, the candidates are scored by each of ``scorers`` (default
+        ``[scorer_]``) in turn; the rewards left on them are the last scorer's, and each
+        pool's ``scores`` maps the position of each scorer to its rewards and tokens.
+        """
         errors = self.query_errors(queries)
         valid = [i for i in range(len(queries)) if i not in errors]
-        want_logprobs = bool(score and getattr(self.scorer_, "uses_logprobs", False))
+        scorers = [self.scorer_] if scorers is None else list(scorers)
+        want_logprobs = bool(score and any(getattr(sc, "uses_logprobs", False)
+                                           for sc in scorers))
         start = time.perf_counter()
         _, max_tokens, stop = self.mode_request("", mode)
         with self.using_system_prompt(mode):
@@ -351,12 +394,19 @@ class StrategyExecutor:
             )
         if score and pools:
             order = list(pools)
-            spent = self.score_isolated(
-                [queries[i] for i in order], [pools[i].candidates for i in order], order, errors,
-                mode=mode,
-            )
-            for i, nt in zip(order, spent):
-                pools[i].reward_tokens = nt
+            n_cands = max(sum(len(pools[i].candidates) for i in order), 1)
+            for k, sc in enumerate(scorers):
+                t0 = time.perf_counter()
+                spent = self.score_isolated(
+                    [queries[i] for i in order], [pools[i].candidates for i in order], order,
+                    errors, mode=mode, scorer=sc,
+                )
+                # each pool's share of the scoring wall clock, by its share of the candidates
+                seconds = time.perf_counter() - t0
+                for i, nt in zip(order, spent):
+                    pools[i].reward_tokens = nt
+                    share = seconds * len(pools[i].candidates) / n_cands
+                    pools[i].scores[k] = ([c.reward for c in pools[i].candidates], nt, share)
         elapsed = time.perf_counter() - start
         out = []
         for i, q in enumerate(queries):
@@ -368,7 +418,7 @@ class StrategyExecutor:
                 out.append(pools[i])
         return out
 
-    def sample_pool(self, queries, n, mode="cot") -> list[CandidatePool]:
+    def sample_pool(self, queries, n, mode="cot", scorers=None) -> list[CandidatePool]:
         """Draw ``n`` full samples per query in one batched request and score them all.
 
         Parameters
@@ -378,6 +428,11 @@ class StrategyExecutor:
             Samples per query.
         mode : str, default="cot"
             Prompt mode (:meth:`prompt_for`).
+        scorers : list of str or None, default=None
+            Scorer names to score the samples with, in turn (None: the executor's own
+            ``scorer``, else a key of ``scorers``); each pool's ``scores[name]`` holds each
+            one's rewards, tokens and seconds, and the candidates keep the last one's
+            rewards.
 
         Returns
         -------
@@ -391,7 +446,19 @@ class StrategyExecutor:
         queries = self._check_queries(queries)
         n = check_positive_int(n, "n")
         self.prompt_for(mode)
-        return self._sample(queries, n, score=True, mode=mode)
+        names = [None] if scorers is None else list(scorers)
+        objs = [self.scorer_ if nm is None else self._named_scorer(nm) for nm in names]
+        pools = self._sample(queries, n, score=True, mode=mode, scorers=objs)
+        for pool in pools:
+            pool.scores = {names[k]: v for k, v in pool.scores.items()}
+        return pools
+
+    def _named_scorer(self, name):
+        if not self.scorers or name not in self.scorers:
+            raise ValueError(f"No scorer named {name!r}: this executor has "
+                             f"{sorted(self.scorers or {}) or 'none'} (StrategyExecutor"
+                             f"(scorers={{{name!r}: ...}})).")
+        return self.scorers[name]
 
     @staticmethod
     def _check_queries(queries) -> list:
@@ -468,8 +535,9 @@ class StrategyExecutor:
         if getattr(family, "run", None) is not None:
             return family.run(self, strategy, queries, progress)
         start = time.perf_counter()
+        scorer = self.scorer_for(strategy) if strategy.needs_reward_model else None
         pools = self._sample(queries, strategy.n, score=strategy.needs_reward_model,
-                             mode=strategy.mode)
+                             mode=strategy.mode, scorers=None if scorer is None else [scorer])
         elapsed = time.perf_counter() - start
         out = []
         for pool in pools:
@@ -485,7 +553,7 @@ class StrategyExecutor:
 
     def close(self) -> None:
         """Close the generator and the scorer."""
-        for part in (self.generator, self.scorer):
+        for part in (self.generator, self.scorer, *(self.scorers or {}).values()):
             if part is not None and hasattr(part, "close"):
                 part.close()
 

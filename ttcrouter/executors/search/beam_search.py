@@ -58,7 +58,8 @@ class BeamSearchFamily:
         n_beams = strategy.n_beams
         max_steps = executor.max_steps if executor.max_steps is not None else strategy.max_steps
         delim = executor.step_delimiter
-        want_logprobs = bool(getattr(executor.scorer_, "uses_logprobs", False))
+        scorer = executor.scorer_for(strategy)
+        want_logprobs = bool(getattr(scorer, "uses_logprobs", False))
         errors = executor.query_errors(queries)
         live = [i for i in range(len(queries)) if i not in errors]
         tokens = {i: 0 for i in live}
@@ -116,7 +117,7 @@ class BeamSearchFamily:
                 if order:
                     spent = executor.score_isolated(
                         [queries[qi] for qi in order], [active[qi] for qi in order],
-                        order, errors, mode=strategy.mode,
+                        order, errors, mode=strategy.mode, scorer=scorer,
                     )
                     for qi, nt in zip(order, spent):
                         reward_tokens[qi] += nt

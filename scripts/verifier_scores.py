@@ -1,0 +1,157 @@
+"""Cross-fitted trained-verifier scores for every sample of a collection (resumable).
+
+Two phases, each its own command so a killed run loses at most one chunk:
+
+1. ``features``: the generator's step features of every distinct (query, mode, text) of the
+   collection's samples, extracted in chunks of ``--chunk`` texts, each chunk written to
+   ``FEATURES/chunk-NNNNN.npz`` as soon as it is done; chunks already there are skipped.
+   A duplicate text (common in ``direct`` mode) is read once, but every sample is charged
+   its own forward pass, as a verifier without a cache would be.
+2. ``score``: :func:`ttcrouter.cross_fit_scores` over query folds (no query is scored by a
+   head fitted on it), written to ``OUT`` (a parquet file of the samples' keys and the
+   ``score_verifier``, ``reward_tokens_verifier``, ``score_latency_s_verifier`` and
+   ``fold_verifier`` columns), which ``scripts/export_shipped_table.py --verifier-scores``
+   turns into the shipped table's verifier rows.
+
+    python scripts/verifier_scores.py features collections/arith400_samples /work/plan/feat_chunks
+    python scripts/verifier_scores.py score collections/arith400_samples /work/plan/feat_chunks \\
+        --out collections/arith400_samples/_verifier_scores.parquet
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from ttcrouter.samples import validate_samples  # noqa: E402
+from ttcrouter.step_features import StepFeatures  # noqa: E402
+from ttcrouter.verifier import TrainedVerifier  # noqa: E402
+from ttcrouter.verifier_commands import read_samples_arg  # noqa: E402
+from ttcrouter.verifier_samples import cross_fit_scores, verifier_columns, verifier_data  # noqa: E402
+
+KEY = ["query_id", "repeat", "mode", "sample"]
+log = logging.getLogger("verifier_scores")
+
+
+def distinct_texts(samples: pd.DataFrame):
+    """(X of the distinct texts, index of each sample's distinct text, fingerprint)."""
+    X, _, _ = verifier_data(samples)
+    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(X[["query_id", "mode", "solution"]]))
+    first = pd.Series(np.arange(len(X))).groupby(codes).first().to_numpy()
+    distinct = X.iloc[first].reset_index(drop=True)
+    digest = hashlib.sha256("\x1f".join(distinct["query_id"] + "\x1e" + distinct["mode"]
+                                        + "\x1e" + distinct["solution"]).encode()).hexdigest()
+    return distinct, codes, digest
+
+
+def template(args) -> TrainedVerifier:
+    return TrainedVerifier(layer=args.layer, C=args.C, n_threads=args.threads,
+                           batch_size=args.batch_size, show_progress=False)
+
+
+def features(args):
+    samples = validate_samples(read_samples_arg(args.samples))
+    distinct, _, digest = distinct_texts(samples)
+    os.makedirs(args.features, exist_ok=True)
+    manifest_path = os.path.join(args.features, "manifest.json")
+    manifest = {"samples": len(samples), "distinct": len(distinct), "sha256": digest,
+                "chunk": args.chunk, "layer": args.layer}
+    if os.path.exists(manifest_path):
+        with open(manifest_path) as f:
+            old = json.load(f)
+        if old != manifest:
+            raise SystemExit(f"{args.features} holds chunks of another extraction "
+                             f"({old} vs {manifest}): pass another directory.")
+    else:
+        with open(manifest_path, "w") as f:
+            json.dump(manifest, f, indent=1)
+    verifier = template(args)
+    starts = range(0, len(distinct), args.chunk)
+    from tqdm.auto import tqdm
+
+    for k, start in enumerate(tqdm(starts, desc="feature chunks", unit="chunk")):
+        path = os.path.join(args.features, f"chunk-{k:05d}.npz")
+        if os.path.exists(path):
+            continue
+        part = verifier.extract_features(distinct.iloc[start:start + args.chunk])
+        tmp = path + ".tmp.npz"
+        part.save(tmp)
+        os.replace(tmp, path)  # a chunk is there whole or not at all
+    log.info("%d distinct texts of %d samples in %s", len(distinct), len(samples),
+             args.features)
+
+
+def load_features(samples, directory) -> StepFeatures:
+    """Every sample's features (in validated order) from the chunks of :func:`features`."""
+    distinct, codes, digest = distinct_texts(samples)
+    with open(os.path.join(directory, "manifest.json")) as f:
+        manifest = json.load(f)
+    if manifest["sha256"] != digest:
+        raise SystemExit(f"{directory} was extracted from other samples; rerun `features`.")
+    n_chunks = -(-len(distinct) // manifest["chunk"])
+    paths = [os.path.join(directory, f"chunk-{k:05d}.npz") for k in range(n_chunks)]
+    missing = [p for p in paths if not os.path.exists(p)]
+    if missing:
+        raise SystemExit(f"{len(missing)} of {n_chunks} chunks are missing (e.g. "
+                         f"{missing[0]}); run `features` to finish them.")
+    return StepFeatures.concat(StepFeatures.load(p) for p in paths).subset(codes)
+
+
+def score(args):
+    samples = validate_samples(read_samples_arg(args.samples))
+    feats = load_features(samples, args.features)
+    t0 = time.perf_counter()
+    scored = cross_fit_scores(samples, template(args), n_folds=args.folds,
+                              random_state=args.seed, features=feats)
+    log.info("cross-fitted %d folds in %.0f s", args.folds, time.perf_counter() - t0)
+    cols = [*verifier_columns("verifier"), "fold_verifier"]
+    out = scored[KEY + cols].reset_index(drop=True)
+    out.attrs = {}
+    out.to_parquet(args.out, index=False)
+    meta = {"folds": args.folds, "seed": args.seed, "C": args.C, "layer": args.layer,
+            "threads": args.threads, "batch_size": args.batch_size,
+            "distinct_texts": int(len(np.unique(distinct_texts(samples)[1]))),
+            "samples": len(samples)}
+    with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
+        json.dump(meta, f, indent=1)
+    log.info("wrote %s (%d rows)", args.out, len(out))
+
+
+def parse(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("phase", choices=("features", "score"))
+    ap.add_argument("samples", help="collection directory (or samples file)")
+    ap.add_argument("features", help="directory of the feature chunks")
+    ap.add_argument("--out", default=None, help="score: the scores parquet file")
+    ap.add_argument("--chunk", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--layer", type=int, default=-1)
+    ap.add_argument("--C", type=float, default=0.005)
+    ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.phase == "score" and not args.out:
+        ap.error("score needs --out")
+    return args
+
+
+def main(argv=None):
+    logging.basicConfig(level=logging.INFO, format="[verifier_scores] %(message)s")
+    args = parse(argv)
+    (features if args.phase == "features" else score)(args)
+
+
+if __name__ == "__main__":
+    main()
