@@ -517,34 +517,51 @@ def test_scorer_and_train_verifier_usage_errors(argv, message, runs_file, router
 
 
 @pytest.mark.slow
-def test_evaluate_rescores_a_collection_with_a_verifier(tmp_path, capsys):
-    """A collection drawn by a stand-in generator (the collection's own tests use it), a
-    verifier trained on other queries: evaluate --scorer re-derives best-of-N with it."""
+def test_collect_and_evaluate_with_a_verifier(tmp_path, capsys):
+    """A collection drawn by a stand-in generator (the collection's own tests use it) with a
+    verifier trained on other queries as its named scorer: the pools are scored by both
+    scorers and the rows say which they read; evaluate --scorer derives the verifier rows
+    again with a verifier file."""
     import numpy as np
     import pandas as pd
     from test_collection import RandomAnswers
 
-    from ttcrouter.collection import collect
-    from ttcrouter.executors import StrategyExecutor
+    from ttcrouter.collection import collect, load_samples
+    from ttcrouter.executors import StrategyExecutor, VerifierScorer
     from ttcrouter.samples import write_samples
     from verifier_helpers import toy_samples
 
-    queries = pd.DataFrame({"query_id": [f"x{i}" for i in range(16)],
-                            "query": [f"What is {i} + 3?" for i in range(16)],
-                            "gold": ["7"] * 16})  # RandomAnswers answers 6, 7 or 8
-    out = tmp_path / "coll"
-    collect(queries, ["majority_vote@n=4", "best_of_n@n=4"], repeats=1, out=out,
-            executor=StrategyExecutor(RandomAnswers(), max_tokens=8), chunk_size=8,
-            calibration_queries=1, progress=False)
     samples = write_samples(toy_samples(16), tmp_path / "train.parquet")
     verifier = tmp_path / "v.joblib"
     assert main(["train-verifier", str(samples), "--out", str(verifier), "--folds", "0",
                  "--threads", "1", "--no-progress"]) == 0
+    queries = pd.DataFrame({"query_id": [f"x{i}" for i in range(16)],
+                            "query": [f"What is {i} + 3?" for i in range(16)],
+                            "gold": ["7"] * 16})  # RandomAnswers answers 6, 7 or 8
+    out = tmp_path / "coll"
+    runs = collect(queries, ["majority_vote@n=4", "best_of_n@n=4",
+                             "best_of_n@n=4,scorer=verifier"], repeats=1, out=out,
+                   executor=StrategyExecutor(RandomAnswers(), max_tokens=8, scorers={
+                       "verifier": VerifierScorer(str(verifier))}),
+                   chunk_size=8, calibration_queries=1, progress=False)
+    drawn = load_samples(out)
+    assert (drawn["reward_tokens_verifier"] > 0).all()
+    assert (drawn["score_latency_s_verifier"] > 0).all()
+    assert drawn["score_verifier"].between(0, 1).all()
+    marked = runs[runs["strategy"] == "best_of_n@n=4,scorer=verifier"].set_index("query_id")
+    plain = runs[runs["strategy"] == "best_of_n@n=4"].set_index("query_id")
+    assert len(marked) == len(plain) == 16
+    pools = drawn.groupby("query_id")
+    np.testing.assert_allclose(marked["reward_tokens"],
+                               pools["reward_tokens_verifier"].sum()[marked.index], atol=1)
+    assert (plain["reward_tokens"] == 0).all()
+    # verification time is on top of the same generation
+    assert (marked["latency_s"] > plain.loc[marked.index, "latency_s"]).all()
     capsys.readouterr()
     assert main(["evaluate", str(out), "--scorer", str(verifier), "--report",
                  str(tmp_path / "r"), "--test-size", "0.5"]) == 0
     captured = capsys.readouterr()
-    assert "re-derived 16 rows of 1 strategies" in captured.err
+    assert "added 16 rows of 1 verifier-scored strategies" in captured.err
     assert "TRAINED ON" not in captured.err  # other queries: no overlap warning
     metrics = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert np.isfinite(metrics["n_test"])

@@ -300,6 +300,9 @@ def _calibrate(store: CollectionStore, executor, queries, specs, k, progress,
     if history is not None and "calibration" not in history.columns:
         history = history.assign(calibration=0)
     cal = latest_calibration(history)
+    # a pooled strategy that names its scorer generates as its unnamed twin does; its
+    # scoring time is measured per sample (score_latency_s_<scorer>) and added to its rows
+    specs = [s for s in specs if not (s.derivable and s.scorer is not None)]
     names = [s.name for s in specs]
     if recalibrate or cal is None or not set(names) <= set(cal["strategy"]):
         run_id = 0 if history is None else int(history["calibration"].max()) + 1

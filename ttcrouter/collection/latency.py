@@ -160,12 +160,28 @@ def apply_calibration(df: pd.DataFrame, models: dict) -> pd.DataFrame:
     """Re-derive ``latency_s`` of calibrated rows from ``latency_x`` with ``models``.
 
     Rows store the feature ``latency_x``, so a later calibration (``recalibrate_latency``)
-    applies to every row collected before it. ``df`` is changed in place and returned.
+    applies to every row collected before it. A pooled strategy that names its scorer
+    (``best_of_n@n=4,scorer=verifier``) takes the line of the parallel requests of its N,
+    plus its own ``score_latency_s`` (the scorer's measured time). ``df`` is changed in place
+    and returned.
     """
+    by_group = {m.get("group"): m for m in models.values()}
+    model_of = {}
+    for name in pd.unique(df["strategy"]):
+        if name in models:
+            model_of[name] = models[name]
+            continue
+        spec = as_strategy(name)
+        if spec.parallel and spec.scorer is not None \
+                and f"parallel@n={spec.n}" in by_group:
+            model_of[name] = by_group[f"parallel@n={spec.n}"]
     rows = (df["latency_source"] == "calibrated") & df["latency_x"].notna() \
-        & df["strategy"].isin(list(models))
+        & df["strategy"].isin(list(model_of))
     if rows.any():
         sub = df.loc[rows, ["strategy", "latency_x"]]
-        df.loc[rows, "latency_s"] = [predict_latency(models[name], x)
-                                     for name, x in zip(sub["strategy"], sub["latency_x"])]
+        extra = (pd.to_numeric(df.loc[rows, "score_latency_s"], errors="coerce").fillna(0.0)
+                 .to_numpy() if "score_latency_s" in df.columns else 0.0)
+        df.loc[rows, "latency_s"] = np.asarray(
+            [predict_latency(model_of[name], x)
+             for name, x in zip(sub["strategy"], sub["latency_x"])]) + extra
     return df

@@ -64,7 +64,7 @@ LOCK_FILE = "_lock"
 
 #: Columns of the rows :func:`~ttcrouter.collection.collect` writes (runs-table columns first).
 COLUMNS = (*RUN_COLUMNS, "prompt_tokens", "reward_tokens", "n_samples", "steps",
-           "latency_source", "latency_x", "pool_correct", "level")
+           "latency_source", "latency_x", "pool_correct", "level", "score_latency_s")
 
 _COLUMN_TYPES = {
     "query_id": "string", "query": "string", "gold": "string", "strategy": "string",
@@ -72,7 +72,7 @@ _COLUMN_TYPES = {
     "latency_s": "float64", "error": "string", "prompt_tokens": "int64",
     "reward_tokens": "int64", "n_samples": "int64", "steps": "int64",
     "latency_source": "string", "latency_x": "float64", "pool_correct": "int64",
-    "level": "string",
+    "level": "string", "score_latency_s": "float64",
 }
 
 
