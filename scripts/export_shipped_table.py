@@ -10,6 +10,14 @@ earlier collection, which are valid here only if both collections ran the same q
 the provenance (``carried_over``). The samples table
 (``ttcrouter/data/arithmetic_smollm2_samples.parquet``) is the collection's samples.
 
+With the collection's cross-fitted verifier scores (``--verifier-scores``, default
+``COLLECTION/_verifier_scores.parquet`` when it exists, written by
+``scripts/verifier_scores.py``), the samples table gets the ``score_verifier``,
+``reward_tokens_verifier``, ``score_latency_s_verifier`` and ``fold_verifier`` columns, and
+the runs table a ``scorer=verifier`` copy of every best-of-N and weighted-vote strategy of
+``--verifier-modes``, derived from the same pools with the collection's calibrated request
+latency plus the verifier's measured time; no query's rows read a verifier fitted on it.
+
 Before writing, the table is checked against the collection contract: every query has every
 strategy, ``--repeats`` repeats per cell, no duplicate key, no error.
 """
@@ -33,13 +41,22 @@ def main(argv=None) -> int:
     parser.add_argument("--runs-out", default=str(DATA / "arithmetic_smollm2_runs.parquet"))
     parser.add_argument("--samples-out",
                         default=str(DATA / "arithmetic_smollm2_samples.parquet"))
+    parser.add_argument("--verifier-scores", default=None, metavar="PARQUET")
+    parser.add_argument("--verifier-modes", nargs="+", default=["cot", "direct"],
+                        choices=("cot", "direct"))
     args = parser.parse_args(argv)
+
+    import dataclasses
+    import json
 
     import pandas as pd
 
+    from ttcrouter.strategies import as_strategy
+    from ttcrouter.verifier_commands import collection_request_latency
+
     from ttcrouter.collection import load_collection, load_samples
     from ttcrouter.runs import write_runs
-    from ttcrouter.samples import write_samples
+    from ttcrouter.samples import derive_runs, write_samples
 
     new = load_collection(args.collection)
     old = load_collection(args.beam_from)
@@ -62,7 +79,39 @@ def main(argv=None) -> int:
         print("cannot carry beam search over:\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
     beam = old[old["strategy"].str.startswith("beam_search")]
-    table = pd.concat([new, beam], ignore_index=True)
+    samples = load_samples(args.collection)
+    s_prov = samples.attrs.get("provenance", {})
+    parts, verifier_prov = [new, beam], None
+    scores_path = Path(args.verifier_scores or Path(args.collection) / "_verifier_scores.parquet")
+    if scores_path.exists():
+        key = ["query_id", "repeat", "mode", "sample"]
+        scores = pd.read_parquet(scores_path)
+        merged = samples.merge(scores, on=key, how="left", validate="one_to_one")
+        if len(merged) != len(samples) or merged["score_verifier"].isna().any():
+            print(f"{scores_path} does not score every sample of {args.collection}",
+                  file=sys.stderr)
+            return 2
+        merged.attrs = {}
+        samples = merged
+        names = [dataclasses.replace(spec, scorer="verifier").name
+                 for spec in map(as_strategy, pd.unique(new["strategy"]))
+                 if spec.derivable and spec.needs_reward_model
+                 and spec.mode in args.verifier_modes]
+        derived = derive_runs(samples, names, score="logprob",
+                              request_latency=collection_request_latency(
+                                  load_samples(args.collection)))
+        derived["level"] = derived["level"].astype("string")
+        cols = [*new.columns, *(["score_latency_s"] if "score_latency_s" not in new else [])]
+        parts.append(derived[[c for c in cols if c in derived.columns]])
+        meta_path = scores_path.with_suffix(".json")
+        verifier_prov = {
+            "strategies": names, "rows": int(len(derived)),
+            "scores": f"{scores_path.name}: cross-fitted over query folds (no query is "
+                      "scored by a verifier fitted on it), scripts/verifier_scores.py",
+            "settings": json.loads(meta_path.read_text()) if meta_path.exists() else None}
+    table = pd.concat(parts, ignore_index=True)
+    if "score_latency_s" in table:  # rows that read no verifier spent no time on it
+        table["score_latency_s"] = pd.to_numeric(table["score_latency_s"]).fillna(0.0)
     table.attrs = {}
 
     # the collection contract
@@ -83,9 +132,10 @@ def main(argv=None) -> int:
                 "seed and sampling; checked by scripts/export_shipped_table.py)",
         "collected": old.attrs["provenance"].get("created"),
         "sampling": old_cfg["sampling"], "scorer": old_cfg.get("scorer")})
+    if verifier_prov:
+        prov["verifier"] = verifier_prov
+        s_prov = dict(s_prov, verifier=verifier_prov)
     write_runs(table, args.runs_out, provenance=prov)
-    samples = load_samples(args.collection)
-    s_prov = samples.attrs.get("provenance", {})
     samples.attrs = {}
     write_samples(samples, args.samples_out, provenance=s_prov)
     print(f"{args.runs_out}: {len(table)} rows, {n_q} queries, {len(strategies)} strategies, "

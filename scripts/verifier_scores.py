@@ -36,7 +36,7 @@ import pandas as pd  # noqa: E402
 
 from ttcrouter.samples import validate_samples  # noqa: E402
 from ttcrouter.step_features import StepFeatures  # noqa: E402
-from ttcrouter.verifier import TrainedVerifier  # noqa: E402
+from ttcrouter.verifier import TrainedVerifier, save_verifier  # noqa: E402
 from ttcrouter.verifier_commands import read_samples_arg  # noqa: E402
 from ttcrouter.verifier_samples import cross_fit_scores, verifier_columns, verifier_data  # noqa: E402
 
@@ -126,6 +126,14 @@ def score(args):
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump(meta, f, indent=1)
     log.info("wrote %s (%d rows)", args.out, len(out))
+    if args.save_verifier:
+        # the verifier a router executes with: fitted on every sample (the rows of the
+        # table stay cross-fitted)
+        X, y, groups = verifier_data(samples)
+        full = template(args).fit(X, y, groups, features=feats)
+        save_verifier(full, args.save_verifier)
+        log.info("saved the verifier fitted on all %d samples to %s", len(X),
+                 args.save_verifier)
 
 
 def parse(argv=None):
@@ -134,6 +142,8 @@ def parse(argv=None):
     ap.add_argument("samples", help="collection directory (or samples file)")
     ap.add_argument("features", help="directory of the feature chunks")
     ap.add_argument("--out", default=None, help="score: the scores parquet file")
+    ap.add_argument("--save-verifier", default=None, metavar="JOBLIB",
+                    help="score: also fit one verifier on every sample and save it here")
     ap.add_argument("--chunk", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--batch-size", type=int, default=32)

@@ -502,6 +502,8 @@ def test_train_verifier_reports_held_out_auroc_and_saves(tmp_path, capsys):
      "no such file"),
     (["route", "--router", "{router}", "--scorer", "{tmp}/dict.joblib", "q"],
      "not a TrainedVerifier"),
+    (["serve", "--router", "{router}", "--scorer", "{tmp}/dict.joblib"],
+     "not a TrainedVerifier"),
     (["evaluate", "{runs}", "--scorer", "{tmp}/dict.joblib", "--report", "{tmp}/r"],
      "collection directory with samples"),
     (["train-verifier", "{runs}", "--out", "{tmp}/v.txt"], "give a .joblib file"),

@@ -294,3 +294,25 @@ def test_rescore_runs_adds_the_verifier_rows(data, tmp_path, caplog):
     pd.testing.assert_frame_equal(out.loc[runs.index, runs.columns], runs, check_dtype=False)
     again = rescore_runs(out.reset_index(), samples, path)  # idempotent: replaced, not added
     assert len(again) == len(out)
+
+
+def test_a_router_with_verifier_strategies_gets_its_verifier(data, tmp_path):
+    from ttcrouter.models import shipped_verifier_path
+    from ttcrouter.serving import named_scorers_for
+
+    plain = ["majority_vote@n=4", "best_of_n@n=4"]
+    marked = plain + ["best_of_n@n=4,scorer=verifier"]
+    assert named_scorers_for(plain) == {}
+    path = save_verifier(data["fitted"], tmp_path / "v.joblib")
+    given = named_scorers_for(marked, scorer=str(path), embedded_generator=False)
+    assert given["verifier"].path == str(path)
+    with pytest.raises(ValueError, match="reads the embedded generator.*--scorer FILE"):
+        named_scorers_for(marked, embedded_generator=False)
+    with pytest.raises(ValueError, match="reads the embedded generator"):
+        named_scorers_for(marked, scorer="logprob", embedded_generator=False)
+    shipped = named_scorers_for(marked)["verifier"]
+    assert shipped.path == str(shipped_verifier_path())
+    # the shipped verifier was fitted on the shipped samples of the embedded generator
+    assert len(shipped.verifier.train_groups_) == 400
+    res = shipped.score("What is 3 + 4?", [["3 + 4 = 7\n", "Answer: 7"], ["Answer: 9"]])
+    assert [len(r) for r in res.rewards] == [2, 1] and res.reward_tokens > 0

@@ -289,6 +289,7 @@ def _serve(args) -> None:
     _existing(args.router, "router file")
     if not args.upstream:
         _model(args.model, "--model")
+    _scorer(args)
 
 
 def _derive(args) -> None:

@@ -408,6 +408,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="KV cache of the embedded engine on CPU (default: "
                         "$VLLM_CPU_KVCACHE_SPACE or 2)")
     p.add_argument("--seed", type=int, default=0, help="engine seed (default: 0)")
+    p.add_argument("--scorer", default=None, metavar="FILE",
+                   help="verifier file for the router's ...,scorer=verifier strategies "
+                        "(default: the verifier shipped for the embedded generator)")
     p.set_defaults(func=cmd_serve)
 
     _add_collect_arguments(sub.add_parser(

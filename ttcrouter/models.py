@@ -34,10 +34,12 @@ __all__ = [
     "resolve_model",
     "SHIPPED_RUNS",
     "shipped_runs_path",
+    "shipped_verifier_path",
 ]
 
 #: File name of the runs table shipped in ``ttcrouter/data``.
 SHIPPED_RUNS = "arithmetic_smollm2_runs.parquet"
+SHIPPED_VERIFIER = "arithmetic_smollm2_verifier.joblib"
 
 #: Name of the converted folder inside the cache directory.
 EMBEDDED_GENERATOR_NAME = "SmolLM2-135M-Instruct"
@@ -188,6 +190,14 @@ def default_encoder_path() -> Path:
 
 #: Alias of :func:`default_encoder_path` (the embedded encoder is the default one).
 embedded_encoder_path = default_encoder_path
+
+
+def shipped_verifier_path() -> Path | None:
+    """Path of the verifier shipped with the runs table (a
+    :class:`~ttcrouter.TrainedVerifier` fitted on every sample of the embedded generator in
+    ``arithmetic_smollm2_samples.parquet``), or None when it is not there."""
+    path = Path(str(resources.files("ttcrouter").joinpath("data", SHIPPED_VERIFIER)))
+    return path if path.is_file() else None
 
 
 def shipped_runs_path() -> Path | None:

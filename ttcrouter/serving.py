@@ -141,6 +141,55 @@ def learned_executor_kwargs(metadata) -> dict:
     return learned
 
 
+def named_scorers_for(strategies, *, scorer=None, embedded_generator=True) -> dict:
+    """The named scorers (``StrategyExecutor(scorers=...)``) a router's strategies need.
+
+    A router fitted on a table with ``...,scorer=verifier`` rows may choose them, and their
+    execution needs a :class:`~ttcrouter.executors.VerifierScorer`: the verifier file given
+    as ``scorer``, else, for the embedded generator, the verifier shipped with the runs table
+    (:func:`ttcrouter.models.shipped_verifier_path`), fitted on the embedded generator's own
+    samples.
+
+    Parameters
+    ----------
+    strategies : iterable of str or Strategy
+    scorer : str, path or None
+        ``--scorer``: a verifier file, ``"logprob"`` or None.
+    embedded_generator : bool, default=True
+        Whether the generator is the embedded one (the shipped verifier reads its states).
+
+    Returns
+    -------
+    dict
+        ``{"verifier": VerifierScorer}`` or ``{}``.
+
+    Raises
+    ------
+    ValueError
+        A verifier is needed and there is none for this generator.
+    """
+    from .executors.verifier_scorer import VerifierScorer
+    from .models import shipped_verifier_path
+    from .strategies import as_strategy
+
+    needed = sorted({as_strategy(s).scorer for s in strategies} - {None})
+    if not needed:
+        return {}
+    if scorer is not None and str(scorer) != "logprob":
+        return {"verifier": VerifierScorer(scorer)}
+    shipped = shipped_verifier_path()
+    if embedded_generator and shipped is not None:
+        return {"verifier": VerifierScorer(shipped)}
+    raise ValueError(
+        "The router chooses between strategies scored by a trained verifier "
+        "(...,scorer=verifier) and " + ("no verifier ships with this installation"
+                                        if embedded_generator else
+                                        "the shipped verifier reads the embedded generator, "
+                                        "not this one") +
+        ": pass the verifier file of this generator with --scorer FILE (scorer=...), "
+        "trained with `ttcrouter train-verifier`.")
+
+
 class RoutedExecutor:
     """Route each question with a fitted router, then run the chosen strategy.
 
@@ -259,6 +308,10 @@ class RoutedExecutor:
         # so that realised costs are the ones it learned; executor_kwargs override
         for key, value in learned_executor_kwargs(self.metadata).items():
             ekw.setdefault(key, value)
+        if "scorers" not in ekw and (self.scorer is None or isinstance(self.scorer, (str, Path))):
+            ekw["scorers"] = named_scorers_for(
+                self.strategies, scorer=self.scorer,
+                embedded_generator=self.backend != "openai" and self.model in (None, "embedded"))
         return make_executor(
             self.backend, self.model, self.base_url, scorer=self.scorer,
             max_tokens=ekw.pop("max_tokens", 256), temperature=ekw.pop("temperature", 0.7),

@@ -72,8 +72,9 @@ def make_executor(backend="vllm", model=None, base_url=None, *, seed=0, max_toke
             raise ValueError(f"Unknown scorer {str(scorer)!r}: neither 'logprob' nor a "
                              "verifier file (ttcrouter train-verifier --out FILE).")
         # loads and checks it before any engine starts
-        executor_kwargs["scorers"] = {**(executor_kwargs.get("scorers") or {}),
-                                      "verifier": _public("VerifierScorer")(scorer)}
+        named = executor_kwargs.get("scorers") or {}
+        executor_kwargs["scorers"] = {**named, "verifier": named.get("verifier")
+                                      or _public("VerifierScorer")(scorer)}
         scorer = "logprob"
     if backend == "openai":
         if not base_url:

@@ -15,6 +15,7 @@ and the ``Answer:`` prefix, as the generator wrote it.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -55,6 +56,16 @@ class VerifierScorer(StepScorer):
             raise TypeError(f"verifier must be a fitted TrainedVerifier or the path of its "
                             f"joblib file, got {type(verifier).__name__}.")
         self.verifier = verifier
+        self._lock = threading.Lock()
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_lock", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     @property
     def model_name(self) -> str:
@@ -104,8 +115,11 @@ class VerifierScorer(StepScorer):
                 for q, sols, m in zip(questions, groups, modes) for sol in sols]
         if not rows:
             return [ScoreResult([], 0) for _ in questions]
-        proba, tokens = self.verifier.predict_step_proba(pd.DataFrame(rows),
-                                                         return_tokens=True)
+        # one forward pass at a time: the server's executor threads share this scorer, and
+        # the generator it reads loads on first use
+        with self._lock:
+            proba, tokens = self.verifier.predict_step_proba(pd.DataFrame(rows),
+                                                             return_tokens=True)
         out, k = [], 0
         for sols in groups:
             n = len(sols)

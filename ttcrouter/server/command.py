@@ -10,7 +10,7 @@ import logging
 import os
 
 from ..persistence import load_router
-from ..serving import learned_executor_kwargs
+from ..serving import learned_executor_kwargs, named_scorers_for
 from .app import ServerConfig
 from .launcher import run_server
 from .routing import RouterService
@@ -26,9 +26,14 @@ def cmd_serve(args) -> int:
     # the settings the router's runs were collected with, unless the command line says
     learned = learned_executor_kwargs(bundle.get("metadata"))
     try:
-        RouterService(bundle["router"], bundle.get("metadata"))
+        service = RouterService(bundle["router"], bundle.get("metadata"))
     except TypeError as exc:
         raise ValueError(str(exc)) from exc
+    # the verifier of the router's ...,scorer=verifier strategies, loaded before any engine
+    scorers = named_scorers_for(service.strategies, scorer=args.scorer,
+                                embedded_generator=not args.upstream and args.model is None)
+    if scorers:
+        learned["scorers"] = scorers
     config = ServerConfig(
         router=args.router, upstreams=list(args.upstream or []), model=args.model,
         upstream_model=args.upstream_model,
