@@ -21,7 +21,6 @@ Two phases, each its own command so a killed run loses at most one chunk:
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import os
@@ -31,28 +30,14 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
 from ttcrouter.samples import validate_samples  # noqa: E402
-from ttcrouter.step_features import StepFeatures  # noqa: E402
 from ttcrouter.verifier import TrainedVerifier, save_verifier  # noqa: E402
 from ttcrouter.verifier_commands import read_samples_arg  # noqa: E402
-from ttcrouter.verifier_samples import cross_fit_scores, verifier_columns, verifier_data  # noqa: E402
+from ttcrouter.verifier_samples import (cross_fit_scores, sample_features,  # noqa: E402
+                                       verifier_columns, verifier_data)
 
-KEY = ["query_id", "repeat", "mode", "sample"]
+KEY = ["query_id", "repeat", "mode", "sample"]  # a sample's key in the samples table
 log = logging.getLogger("verifier_scores")
-
-
-def distinct_texts(samples: pd.DataFrame):
-    """(X of the distinct texts, index of each sample's distinct text, fingerprint)."""
-    X, _, _ = verifier_data(samples)
-    codes, uniques = pd.factorize(pd.MultiIndex.from_frame(X[["query_id", "mode", "solution"]]))
-    first = pd.Series(np.arange(len(X))).groupby(codes).first().to_numpy()
-    distinct = X.iloc[first].reset_index(drop=True)
-    digest = hashlib.sha256("\x1f".join(distinct["query_id"] + "\x1e" + distinct["mode"]
-                                        + "\x1e" + distinct["solution"]).encode()).hexdigest()
-    return distinct, codes, digest
 
 
 def template(args) -> TrainedVerifier:
@@ -62,55 +47,14 @@ def template(args) -> TrainedVerifier:
 
 def features(args):
     samples = validate_samples(read_samples_arg(args.samples))
-    distinct, _, digest = distinct_texts(samples)
-    os.makedirs(args.features, exist_ok=True)
-    manifest_path = os.path.join(args.features, "manifest.json")
-    manifest = {"samples": len(samples), "distinct": len(distinct), "sha256": digest,
-                "chunk": args.chunk, "layer": args.layer}
-    if os.path.exists(manifest_path):
-        with open(manifest_path) as f:
-            old = json.load(f)
-        if old != manifest:
-            raise SystemExit(f"{args.features} holds chunks of another extraction "
-                             f"({old} vs {manifest}): pass another directory.")
-    else:
-        with open(manifest_path, "w") as f:
-            json.dump(manifest, f, indent=1)
-    verifier = template(args)
-    starts = range(0, len(distinct), args.chunk)
-    from tqdm.auto import tqdm
-
-    for k, start in enumerate(tqdm(starts, desc="feature chunks", unit="chunk")):
-        path = os.path.join(args.features, f"chunk-{k:05d}.npz")
-        if os.path.exists(path):
-            continue
-        part = verifier.extract_features(distinct.iloc[start:start + args.chunk])
-        tmp = path + ".tmp.npz"
-        part.save(tmp)
-        os.replace(tmp, path)  # a chunk is there whole or not at all
-    log.info("%d distinct texts of %d samples in %s", len(distinct), len(samples),
-             args.features)
-
-
-def load_features(samples, directory) -> StepFeatures:
-    """Every sample's features (in validated order) from the chunks of :func:`features`."""
-    distinct, codes, digest = distinct_texts(samples)
-    with open(os.path.join(directory, "manifest.json")) as f:
-        manifest = json.load(f)
-    if manifest["sha256"] != digest:
-        raise SystemExit(f"{directory} was extracted from other samples; rerun `features`.")
-    n_chunks = -(-len(distinct) // manifest["chunk"])
-    paths = [os.path.join(directory, f"chunk-{k:05d}.npz") for k in range(n_chunks)]
-    missing = [p for p in paths if not os.path.exists(p)]
-    if missing:
-        raise SystemExit(f"{len(missing)} of {n_chunks} chunks are missing (e.g. "
-                         f"{missing[0]}); run `features` to finish them.")
-    return StepFeatures.concat(StepFeatures.load(p) for p in paths).subset(codes)
+    feats = sample_features(samples, template(args), cache_dir=args.features,
+                            chunk=args.chunk, progress=True)
+    log.info("features of %d samples in %s", feats.n_rows, args.features)
+    return samples, feats
 
 
 def score(args):
-    samples = validate_samples(read_samples_arg(args.samples))
-    feats = load_features(samples, args.features)
+    samples, feats = features(args)  # chunks already there are read back, not extracted
     t0 = time.perf_counter()
     scored = cross_fit_scores(samples, template(args), n_folds=args.folds,
                               random_state=args.seed, features=feats)
@@ -121,7 +65,8 @@ def score(args):
     out.to_parquet(args.out, index=False)
     meta = {"folds": args.folds, "seed": args.seed, "C": args.C, "layer": args.layer,
             "threads": args.threads, "batch_size": args.batch_size,
-            "distinct_texts": int(len(np.unique(distinct_texts(samples)[1]))),
+            "distinct_texts": int(len(verifier_data(samples)[0][
+                ["query_id", "mode", "solution"]].drop_duplicates())),
             "samples": len(samples)}
     with open(os.path.splitext(args.out)[0] + ".json", "w") as f:
         json.dump(meta, f, indent=1)

@@ -316,3 +316,33 @@ def test_a_router_with_verifier_strategies_gets_its_verifier(data, tmp_path):
     assert len(shipped.verifier.train_groups_) == 400
     res = shipped.score("What is 3 + 4?", [["3 + 4 = 7\n", "Answer: 7"], ["Answer: 9"]])
     assert [len(r) for r in res.rewards] == [2, 1] and res.reward_tokens > 0
+
+
+def test_sample_features_read_each_text_once_and_resume(data, tmp_path):
+    from ttcrouter import sample_features
+    from ttcrouter.samples import validate_samples
+
+    samples = data["samples"].iloc[:40]  # 10 queries; the two right solutions are one text
+    v = small_verifier()
+    X = verifier_data(validate_samples(samples))[0]
+    every = v.extract_features(X)
+    cache = tmp_path / "features"
+    got = sample_features(samples, v, cache_dir=cache, chunk=8)
+    np.testing.assert_allclose(got.matrix(), every.matrix(), atol=1e-4)
+    # each sample is charged its own forward pass, even when its text was read once
+    np.testing.assert_array_equal(got.tokens_read, every.tokens_read)
+    assert (got.seconds > 0).all()
+    distinct = len(X[["query_id", "mode", "solution"]].drop_duplicates())
+    assert distinct < len(X)
+    chunks = sorted(cache.glob("chunk-*.npz"))
+    assert len(chunks) == -(-distinct // 8)
+    # a run killed after some chunks: the next one reads only the missing chunk again
+    kept = {p: p.stat().st_mtime_ns for p in chunks}
+    chunks[1].unlink()
+    again = sample_features(samples, v, cache_dir=cache, chunk=8)
+    np.testing.assert_array_equal(again.matrix(), got.matrix())
+    assert chunks[1].exists()
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items() if p != chunks[1])
+    with pytest.raises(ValueError, match="other samples or settings"):
+        sample_features(samples.iloc[:20], v, cache_dir=cache, chunk=8)
+    np.testing.assert_allclose(sample_features(samples, v).matrix(), got.matrix(), atol=1e-4)

@@ -45,6 +45,7 @@ _EXPORTS = {
     "verifier_data": "verifier_samples",
     "score_samples": "verifier_samples",
     "cross_fit_scores": "verifier_samples",
+    "sample_features": "verifier_samples",
     "save_verifier": "verifier",
     "load_verifier": "verifier",
     # estimators

@@ -9,10 +9,14 @@ table's ``score_<name>``, ``reward_tokens_<name>`` and ``score_latency_s_<name>`
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import numbers
+import os
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -20,12 +24,15 @@ from sklearn.base import clone
 from sklearn.model_selection import GroupKFold
 from sklearn.utils.validation import check_is_fitted
 
+from .atomic import atomic_path
 from .samples import SCORE_PREFIX, SamplesTableError, validate_samples
+from .step_features import StepFeatures
 from .verifier import TrainedVerifier
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["verifier_columns", "verifier_data", "score_samples", "cross_fit_scores"]
+__all__ = ["verifier_columns", "verifier_data", "sample_features", "score_samples",
+           "cross_fit_scores"]
 
 def verifier_columns(name: str = "verifier") -> tuple[str, str, str]:
     """The samples-table columns of scorer ``name``: score, reward tokens, verification time."""
@@ -66,6 +73,85 @@ def verifier_data(samples: pd.DataFrame):
                       "mode": samples["mode"].astype(str).to_numpy(),
                       "query_id": samples["query_id"].astype(str).to_numpy()})
     return X, y.astype(np.int64), X["query_id"].to_numpy(str)
+
+
+def _distinct(X: pd.DataFrame):
+    """(the distinct (query, mode, solution) rows of X, each row's index among them, digest)."""
+    keys = pd.MultiIndex.from_frame(X[["query_id", "mode", "solution"]])
+    codes, _ = pd.factorize(keys)
+    first = pd.Series(np.arange(len(X))).groupby(codes).first().to_numpy()
+    distinct = X.iloc[first].reset_index(drop=True)
+    digest = hashlib.sha256("\x1f".join(distinct["query_id"] + "\x1e" + distinct["mode"]
+                                        + "\x1e" + distinct["solution"]).encode()).hexdigest()
+    return distinct, codes, digest
+
+
+def sample_features(samples: pd.DataFrame, verifier: TrainedVerifier, *, cache_dir=None,
+                    chunk: int = 1024, progress: bool = False) -> StepFeatures:
+    """The generator's step features of every sample, each distinct text read once.
+
+    Identical (query, mode, text) samples (common in ``direct`` mode) share one forward
+    pass; every sample is still charged its own ``tokens_read`` and ``seconds``, as a
+    verifier without a cache would be. With ``cache_dir`` the distinct texts are read in
+    chunks of ``chunk``, each written to ``cache_dir/chunk-NNNNN.npz`` when done, and chunks
+    already there are reused: a killed extraction resumes where it stopped.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        A samples table; the features are in its validated (sorted) order, as
+        :func:`score_samples` and :func:`cross_fit_scores` take them.
+    verifier : TrainedVerifier
+        Whose generator, layer and prompts read the samples (fitted or not).
+    cache_dir : str or path, optional
+    chunk : int, default=1024
+    progress : bool, default=False
+        A progress bar over the chunks.
+
+    Returns
+    -------
+    StepFeatures
+        One row per sample of ``validate_samples(samples)``.
+
+    Raises
+    ------
+    ValueError
+        ``cache_dir`` holds chunks of other samples or another chunk size.
+    """
+    X, _, _ = verifier_data(validate_samples(samples))
+    distinct, codes, digest = _distinct(X)
+    if cache_dir is None:
+        return verifier.extract_features(distinct).subset(codes)
+    if not isinstance(chunk, numbers.Integral) or chunk < 1:
+        raise ValueError(f"chunk must be a positive integer, got {chunk!r}.")
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    manifest = {"samples": len(X), "distinct": len(distinct), "sha256": digest,
+                "chunk": int(chunk), "layer": verifier.layer}
+    manifest_path = cache / "manifest.json"
+    if manifest_path.exists():
+        old = json.loads(manifest_path.read_text())
+        if old != manifest:
+            raise ValueError(f"{cache} holds the features of other samples or settings "
+                             f"({old} vs {manifest}); pass another cache_dir.")
+    else:
+        with atomic_path(manifest_path) as tmp:
+            Path(tmp).write_text(json.dumps(manifest, indent=1))
+    starts = range(0, len(distinct), chunk)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="verifier features", unit="chunk")
+    parts = []
+    for k, start in enumerate(starts):
+        path = cache / f"chunk-{k:05d}.npz"
+        if not path.exists():
+            part = verifier.extract_features(distinct.iloc[start:start + chunk])
+            tmp = path.with_name(path.name + ".tmp.npz")
+            part.save(tmp)
+            os.replace(tmp, path)  # a chunk is there whole or not at all
+        parts.append(StepFeatures.load(path))
+    return StepFeatures.concat(parts).subset(codes)
 
 
 def _write_scores(df, name, proba, features, head_seconds):
