@@ -495,6 +495,17 @@ def test_train_verifier_reports_held_out_auroc_and_saves(tmp_path, capsys):
     assert "verifier saved to" in stdout and "96 samples, 288 step prefixes, 24 queries" in stdout
     verifier = load_verifier(out)
     assert len(verifier.train_groups_) == 24 and out.stat().st_size < 500_000
+    # with a features cache, a second fit (another C) reads the kept chunks, not the texts
+    cache = tmp_path / "features"
+    argv = ["train-verifier", str(samples), "--out", str(out), "--folds", "3", "--threads",
+            "1", "--no-progress", "--features-cache", str(cache)]
+    assert main(argv) == 0
+    first = capsys.readouterr().out
+    chunks = {p: p.stat().st_mtime_ns for p in cache.glob("chunk-*.npz")}
+    assert chunks and "held-out AUROC" in first
+    assert main(argv + ["--C", "0.01"]) == 0
+    assert "verifier saved to" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in cache.glob("chunk-*.npz")} == chunks
 
 
 @pytest.mark.parametrize("argv, message", [

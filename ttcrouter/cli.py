@@ -460,6 +460,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=positive_int, default=None, metavar="N",
                    help="train on the samples of random whole queries, at most N samples")
     p.add_argument("--seed", type=int, default=0, help="seed of the folds (default: 0)")
+    p.add_argument("--features-cache", default=None, metavar="DIR",
+                   help="keep the generator's features here, chunk by chunk as they are "
+                        "read: a killed run resumes, and a rerun (other --C, --folds) reads "
+                        "nothing again")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_train_verifier)
     return parser

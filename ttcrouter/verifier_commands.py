@@ -23,10 +23,10 @@ from sklearn.metrics import roc_auc_score
 
 from .collection import load_samples
 from .collection.latency import request_latency_model
-from .samples import derive_runs, read_samples, score_columns
+from .samples import derive_runs, read_samples, score_columns, validate_samples
 from .strategies import as_strategy
 from .verifier import TrainedVerifier, load_verifier, save_verifier
-from .verifier_samples import cross_fit_scores, score_samples, verifier_data
+from .verifier_samples import cross_fit_scores, sample_features, score_samples, verifier_data
 
 __all__ = ["cmd_train_verifier", "read_samples_arg", "rescore_runs", "held_out_auroc",
            "collection_request_latency"]
@@ -57,13 +57,15 @@ def cmd_train_verifier(args) -> int:
         chosen = counts.index[counts <= args.max_samples].tolist() or keep[:1]
         samples = samples[samples["query_id"].isin(chosen)]
         logger.info("kept %d samples of %d queries (--max-samples)", len(samples), len(chosen))
+    samples = validate_samples(samples)  # the order of sample_features' rows
     X, y, groups = verifier_data(samples)
     verifier = TrainedVerifier(model=args.model, layer=args.layer, C=args.C,
                                n_threads=args.threads, batch_size=args.batch_size,
                                show_progress=not args.no_progress)
     logger.info("%d samples of %d queries (%.3f correct); reading them with the generator",
                 len(X), len(np.unique(groups)), float(np.mean(y)))
-    features = verifier.extract_features(X)
+    features = sample_features(samples, verifier, cache_dir=args.features_cache,
+                               progress=not args.no_progress)
     extract_s = time.perf_counter() - t0
     tokens = int(features.tokens_read.sum())
     logger.info("features of %d samples (%d tokens) in %.1fs", len(X), tokens, extract_s)
@@ -83,8 +85,8 @@ def cmd_train_verifier(args) -> int:
     verifier.fit(X, y, groups, features=features)
     out = save_verifier(verifier, args.out)
     print(f"verifier saved to {out} ({len(X)} samples, {verifier.n_prefixes_} step prefixes, "
-          f"{len(verifier.train_groups_)} queries; {tokens / max(extract_s, 1e-9):.0f} "
-          f"tokens/s of feature extraction; {time.perf_counter() - t0:.1f}s in all)")
+          f"{len(verifier.train_groups_)} queries; features in {extract_s:.1f}s, "
+          f"{time.perf_counter() - t0:.1f}s in all)")
     return 0
 
 
