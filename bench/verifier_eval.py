@@ -41,7 +41,8 @@ from sklearn.base import clone  # noqa: E402
 from ttcrouter.grading import is_correct  # noqa: E402
 from ttcrouter.samples import derive_runs, validate_samples  # noqa: E402
 from ttcrouter.verifier import TrainedVerifier  # noqa: E402
-from ttcrouter.verifier_samples import cross_fit_scores, verifier_data  # noqa: E402
+from ttcrouter.verifier_samples import (cross_fit_scores, sample_features,  # noqa: E402
+                                       verifier_data)
 from ttcrouter.verifier_commands import (collection_request_latency,  # noqa: E402
                                          held_out_auroc, read_samples_arg)
 
@@ -65,9 +66,9 @@ def parse(argv=None):
                     help="also run live beam search on Q held-out queries per scorer")
     ap.add_argument("--beam-max-tokens", type=int, default=80)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--features-cache", default=None, metavar="NPZ",
-                    help="load the extracted features from this file when it exists, else "
-                         "save them there (the extraction is the long part)")
+    ap.add_argument("--features-cache", default=None, metavar="DIR",
+                    help="keep the extracted features here, chunk by chunk (resumable; "
+                         "the extraction is the long part): ttcrouter.sample_features")
     ap.add_argument("--out", default=os.path.join("docs", "verifier_eval.md"))
     return ap.parse_args(argv)
 
@@ -81,25 +82,6 @@ def load(args):
     if args.modes:
         samples = samples[samples["mode"].isin(args.modes)]
     return validate_samples(samples), samples.attrs
-
-
-def cached_features(path, template, X):
-    """``template.extract_features(X)``, through an ``.npz`` cache when ``path`` is given."""
-    from dataclasses import fields
-
-    from ttcrouter.step_features import StepFeatures
-
-    if path and os.path.exists(path):
-        with np.load(path) as z:
-            if int(z["n_rows"]) != len(X):
-                raise SystemExit(f"{path} holds features of {int(z['n_rows'])} samples, not "
-                                 f"{len(X)}: remove it or pass another --features-cache.")
-            return StepFeatures(**{f.name: z[f.name] for f in fields(StepFeatures)})
-    features = template.extract_features(X)
-    if path:
-        np.savez(path, n_rows=len(X), **{f.name: getattr(features, f.name)
-                                         for f in fields(StepFeatures)})
-    return features
 
 
 def within_pool_auroc(part, column):
@@ -225,7 +207,10 @@ def main(argv=None):
     template = TrainedVerifier(layer=args.layer, C=args.C, n_threads=args.threads,
                                batch_size=args.batch_size, show_progress=True)
     t0 = time.perf_counter()
-    features = cached_features(args.features_cache, template, X)
+    features = sample_features(held_in, template, cache_dir=args.features_cache,
+                               progress=True)
+    # with a cache, the time the samples were charged (their shares of the batches that
+    # read them; a text read once is charged to each of its samples)
     extract_s = features.seconds.sum() if args.features_cache else time.perf_counter() - t0
     t0 = time.perf_counter()
     held, step_proba = cross_fit_scores(held_in, template, n_folds=args.folds,
@@ -311,6 +296,9 @@ def write(args, held, features, extract_s, heads_s, complete, prefixes, derived,
         "## Cost",
         "",
         f"Feature extraction: {len(held)} samples, {tokens} tokens in {extract_s:.0f} s "
+        + ("(charged: each sample's share of the batch that read its text) "
+           if args.features_cache else "")
+        +
         f"({rate:.0f} tokens/s, {len(held) / extract_s:.1f} samples/s, torch threads "
         f"{args.threads}); the {args.folds} heads: {heads_s:.0f} s. Mean tokens read per "
         f"sample: {', '.join(f'{m} {v:.0f}' for m, v in per_mode.items())}.",
