@@ -446,7 +446,14 @@ def test_shipped_embedded_table():
     assert set(df["latency_source"]) == {"calibrated", "rounds"}
     summary = aggregate_runs(df)
     # the collection contract: every query has every strategy, 4 repeats per cell, no error
-    assert len(summary) >= 400 and len(summary.strategies) == 34
+    verifier = [s for s in summary.strategies if s.endswith(",scorer=verifier")]
+    assert sorted(verifier) == sorted(prov["verifier"]["strategies"]) and verifier
+    assert len(summary) >= 400 and len(summary.strategies) == 34 + len(verifier)
+    # a verifier row pays for the verifier: tokens read and time; the others pay no time
+    marked = df["strategy"].isin(verifier)
+    assert (df.loc[marked, "reward_tokens"] > 0).all()
+    assert (df.loc[marked, "score_latency_s"] > 0).all()
+    assert (df.loc[~marked, "score_latency_s"] == 0).all()
     assert set(df.groupby(["query_id", "strategy"]).size()) == {4}
     assert df["error"].isna().all()
     modes = {"direct" if "mode=direct" in s else "cot" for s in summary.strategies}
@@ -586,13 +593,19 @@ def test_shipped_samples_derive_the_shipped_runs():
     runs = read_runs(runs_path)
     pooled = sorted(s for s in runs["strategy"].unique() if not s.startswith("beam_search"))
     assert not samples["answer"].eq("nan").any()  # a missing answer is null, not "nan"
-    derived = derive_runs(samples, pooled)
+    # the verifier rows read score_verifier, the others score_logprob
+    derived = derive_runs(samples, pooled, score="logprob")
     key = ["query_id", "strategy", "repeat"]
     both = derived.merge(runs, on=key, suffixes=("", "_runs"))
     assert len(both) == len(derived) == 400 * len(pooled) * 4
-    for col in ("correct", "tokens", "n_samples", "steps", "prompt_tokens"):
+    for col in ("correct", "tokens", "n_samples", "steps", "prompt_tokens", "reward_tokens"):
         assert (both[col] == both[f"{col}_runs"]).all(), col
     assert (both["answer"].fillna("") == both["answer_runs"].fillna("")).all()
+    np.testing.assert_allclose(both["score_latency_s"], both["score_latency_s_runs"])
+    # cross-fitted: every query's samples were scored by one fold's verifier, fitted on the
+    # other folds' queries
+    assert samples.groupby("query_id")["fold_verifier"].nunique().eq(1).all()
+    assert samples["fold_verifier"].nunique() == 5
 
 
 def test_a_missing_answer_is_stored_as_null(tmp_path):
