@@ -303,12 +303,13 @@ def write(args, held, features, extract_s, heads_s, complete, prefixes, derived,
         f"{args.threads}); the {args.folds} heads: {heads_s:.0f} s. Mean tokens read per "
         f"sample: {', '.join(f'{m} {v:.0f}' for m, v in per_mode.items())}.",
         "",
-        f"Estimate for the full table ({FULL_TABLE:,} samples, half cot, half direct): "
-        f"{full_tokens / 1e6:.2f} M tokens, about {full_tokens / rate / 3600:.1f} h of "
-        f"extraction at this rate, plus the heads (they grow about linearly: "
-        f"~{heads_s * FULL_TABLE / len(held) / 60:.0f} min).",
-        "",
     ]
+    if len(held) < FULL_TABLE:
+        lines += [
+            f"Estimate for the full table ({FULL_TABLE:,} samples, half cot, half direct): "
+            f"{full_tokens / 1e6:.2f} M tokens, about {full_tokens / rate / 3600:.1f} h of "
+            f"extraction at this rate, plus the heads (they grow about linearly: "
+            f"~{heads_s * FULL_TABLE / len(held) / 60:.0f} min).", ""]
     with open(args.out, "w") as fh:
         fh.write("\n".join(lines))
     print("\n".join(lines))
