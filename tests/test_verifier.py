@@ -82,13 +82,11 @@ def test_step_features_equal_separate_passes_of_each_prefix(data):
 
 
 def test_calibration_folds_are_grouped_by_query(data):
-    v, groups, train, f = data["fitted"], data["groups"], data["train"], data["features"]
-    sub = f.subset(train)
-    prefix_groups = groups[train][sub.row]
-    splits = v.calibrated_.cv
-    assert len(splits) == 3
-    for fit_rows, cal_rows in splits:
-        assert not set(prefix_groups[fit_rows]) & set(prefix_groups[cal_rows])
+    v = data["fitted"]
+    folds = v.calibration_groups_
+    assert len(folds) == 3 and all(len(f) for f in folds)
+    # every training query in exactly one calibration fold: no query on both sides
+    assert sorted(np.concatenate(folds)) == sorted(v.train_groups_)
     assert sorted(v.train_groups_) == [f"q{i:02d}" for i in range(N_TRAIN)]
 
 

@@ -123,6 +123,9 @@ class TrainedVerifier(ClassifierMixin, BaseEstimator):
     ----------
     classes_ : ndarray of shape (2,)
         ``[0, 1]``.
+    calibration_groups_ : list of ndarray
+        The queries of each calibration fold: the out-of-fold scores the sigmoid is fitted
+        on come from heads that never saw their queries.
     calibrated_ : CalibratedClassifierCV
         The fitted head.
     features_ : GeneratorStepFeatures
@@ -262,6 +265,7 @@ class TrainedVerifier(ClassifierMixin, BaseEstimator):
         # the fitted calibrator never reads its splits again; kept, they are index arrays
         # over every prefix (1.8 MB of a 51,200-sample verifier's 1.9 MB file)
         self.calibrated_.cv = len(splits)
+        self.calibration_groups_ = [np.unique(g_rows[cal]) for _, cal in splits]
         self.classes_ = np.array([0, 1])
         self.train_groups_ = np.unique(groups)
         self.n_prefixes_ = int(len(rows))
