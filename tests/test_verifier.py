@@ -249,7 +249,7 @@ def test_best_of_n_on_transformers_pays_for_verification(data, hf_generator):
     assert [r["score_logprob"] for r in rows] == own
     assert [r["score_verifier"] for r in rows] == ver
     assert sum(r["reward_tokens_verifier"] for r in rows) == pytest.approx(ver_tokens)
-    with pytest.raises(ValueError, match="No scorer named 'prm'"):
+    with pytest.raises(ValueError, match="'prm' scorer, which this executor lacks"):
         named.sample_pool(["What is 3 + 4?"], 2, scorers=["prm"])
 
 
@@ -297,7 +297,7 @@ def test_rescore_runs_adds_the_verifier_rows(data, tmp_path, caplog):
 
 def test_a_router_with_verifier_strategies_gets_its_verifier(data, tmp_path):
     from ttcrouter.models import shipped_verifier_path
-    from ttcrouter.serving import named_scorers_for
+    from ttcrouter.executors.factory import named_scorers_for
 
     plain = ["majority_vote@n=4", "best_of_n@n=4"]
     marked = plain + ["best_of_n@n=4,scorer=verifier"]

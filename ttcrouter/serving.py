@@ -29,7 +29,7 @@ from sklearn.pipeline import Pipeline
 
 from .budgeting import BudgetedRun, check_budget
 from .executors.base import GenerationRequest, PromptMode
-from .executors.factory import BACKENDS, make_executor
+from .executors.factory import BACKENDS, make_executor, named_scorers_for
 from .persistence import (
     ROUTER_FORMAT,
     RouterFileError,
@@ -139,55 +139,6 @@ def learned_executor_kwargs(metadata) -> dict:
                                                stop=tuple(p.get("stop") or ()))
                               for mode, p in prompts.items()}
     return learned
-
-
-def named_scorers_for(strategies, *, scorer=None, embedded_generator=True) -> dict:
-    """The named scorers (``StrategyExecutor(scorers=...)``) a router's strategies need.
-
-    A router fitted on a table with ``...,scorer=verifier`` rows may choose them, and their
-    execution needs a :class:`~ttcrouter.executors.VerifierScorer`: the verifier file given
-    as ``scorer``, else, for the embedded generator, the verifier shipped with the runs table
-    (:func:`ttcrouter.models.shipped_verifier_path`), fitted on the embedded generator's own
-    samples.
-
-    Parameters
-    ----------
-    strategies : iterable of str or Strategy
-    scorer : str, path or None
-        ``--scorer``: a verifier file, ``"logprob"`` or None.
-    embedded_generator : bool, default=True
-        Whether the generator is the embedded one (the shipped verifier reads its states).
-
-    Returns
-    -------
-    dict
-        ``{"verifier": VerifierScorer}`` or ``{}``.
-
-    Raises
-    ------
-    ValueError
-        A verifier is needed and there is none for this generator.
-    """
-    from .executors.verifier_scorer import VerifierScorer
-    from .models import shipped_verifier_path
-    from .strategies import as_strategy
-
-    needed = sorted({as_strategy(s).scorer for s in strategies} - {None})
-    if not needed:
-        return {}
-    if scorer is not None and str(scorer) != "logprob":
-        return {"verifier": VerifierScorer(scorer)}
-    shipped = shipped_verifier_path()
-    if embedded_generator and shipped is not None:
-        return {"verifier": VerifierScorer(shipped)}
-    raise ValueError(
-        "The router chooses between strategies scored by a trained verifier "
-        "(...,scorer=verifier) and " + ("no verifier ships with this installation"
-                                        if embedded_generator else
-                                        "the shipped verifier reads the embedded generator, "
-                                        "not this one") +
-        ": pass the verifier file of this generator with --scorer FILE (scorer=...), "
-        "trained with `ttcrouter train-verifier`.")
 
 
 class RoutedExecutor:

@@ -1,7 +1,8 @@
 """The executor factory: a StrategyExecutor on a named backend, built in one place.
 
 Collection (:func:`ttcrouter.collection.collect`) and serving build their executors here,
-so a backend is configured the same way wherever it runs. Backends are imported when an
+so a backend is configured the same way wherever it runs; :func:`named_scorers_for` gives
+the named scorers a router's strategies need. Backends are imported when an
 executor is built, never at import, so this module is light.
 """
 
@@ -11,7 +12,10 @@ import os
 from importlib import import_module
 from pathlib import Path
 
-__all__ = ["BACKENDS", "make_executor"]
+from ..models import shipped_verifier_path
+from ..strategies import as_strategy
+
+__all__ = ["BACKENDS", "make_executor", "named_scorers_for"]
 
 #: backend name -> its generator class among the public names of :mod:`ttcrouter.executors`
 BACKENDS = {
@@ -97,3 +101,49 @@ def make_executor(backend="vllm", model=None, base_url=None, *, seed=0, max_toke
         kwargs["step_max_tokens"] = step_max_tokens
     kwargs.update(executor_kwargs)
     return _public("StrategyExecutor")(generator, scorer=scorer, **kwargs)
+
+
+def named_scorers_for(strategies, *, scorer=None, embedded_generator=True) -> dict:
+    """The named scorers (``StrategyExecutor(scorers=...)``) a router's strategies need.
+
+    A router fitted on a table with ``...,scorer=verifier`` rows may choose them, and their
+    execution needs a :class:`~ttcrouter.executors.VerifierScorer`: the verifier file given
+    as ``scorer``, else, for the embedded generator, the verifier shipped with the runs table
+    (:func:`ttcrouter.models.shipped_verifier_path`), fitted on the embedded generator's own
+    samples.
+
+    Parameters
+    ----------
+    strategies : iterable of str or Strategy
+    scorer : str, path or None
+        ``--scorer``: a verifier file, ``"logprob"`` or None.
+    embedded_generator : bool, default=True
+        Whether the generator is the embedded one (the shipped verifier reads its states).
+
+    Returns
+    -------
+    dict
+        ``{"verifier": VerifierScorer}`` or ``{}``.
+
+    Raises
+    ------
+    ValueError
+        A verifier is needed and there is none for this generator.
+    """
+
+    needed = sorted({as_strategy(s).scorer for s in strategies} - {None})
+    if not needed:
+        return {}
+    if scorer is not None and str(scorer) != "logprob":
+        return {"verifier": _public("VerifierScorer")(scorer)}
+    shipped = shipped_verifier_path()
+    if embedded_generator and shipped is not None:
+        return {"verifier": _public("VerifierScorer")(shipped)}
+    raise ValueError(
+        "The router chooses between strategies scored by a trained verifier "
+        "(...,scorer=verifier) and " + ("no verifier ships with this installation"
+                                        if embedded_generator else
+                                        "the shipped verifier reads the embedded generator, "
+                                        "not this one") +
+        ": pass the verifier file of this generator with --scorer FILE (scorer=...), "
+        "trained with `ttcrouter train-verifier`.")

@@ -18,15 +18,14 @@ beam pool.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import numbers
 import time
 
 from sklearn.utils import check_scalar
 
 from ..strategies import Strategy, as_strategy
-from .base import DEFAULT_PROMPTS, GenerationRequest, PromptMode
+from .base import GenerationRequest
+from .prompting import PromptModes
 from .results import Candidate, CandidatePool, ExecutionResult
 from .scoring import AGGREGATIONS, LogprobScorer, ScoreResult, aggregate_step_scores
 # Importing a family module registers it; every built-in family is imported here, so the
@@ -62,7 +61,7 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
-class StrategyExecutor:
+class StrategyExecutor(PromptModes):
     """Run strategies on a generator backend, scoring candidates with a step scorer.
 
     Parameters
@@ -170,15 +169,17 @@ class StrategyExecutor:
         ValueError
             The strategy names a scorer this executor was not given.
         """
-        name = getattr(as_strategy(strategy), "scorer", None)
-        if name is None:
-            return self.scorer_
+        spec = as_strategy(strategy)
+        return self.scorer_ if spec.scorer is None else self._named_scorer(spec.scorer,
+                                                                           spec.name)
+
+    def _named_scorer(self, name, user="A strategy"):
         if not self.scorers or name not in self.scorers:
             raise ValueError(
-                f"{as_strategy(strategy).name} is scored by the {name!r} scorer, which this "
-                f"executor lacks (it has {sorted(self.scorers or {}) or 'none'}); pass "
-                f"StrategyExecutor(scorers={{{name!r}: ...}}), e.g. "
-                f"VerifierScorer('verifier.joblib'), or --scorer FILE on the command line.")
+                f"{user} is scored by the {name!r} scorer, which this executor lacks (it has "
+                f"{sorted(self.scorers or {}) or 'none'}); pass StrategyExecutor(scorers="
+                f"{{{name!r}: ...}}), e.g. VerifierScorer('verifier.joblib'), or --scorer FILE "
+                "on the command line.")
         return self.scorers[name]
 
     @property
@@ -202,52 +203,6 @@ class StrategyExecutor:
     def query_errors(self, queries) -> dict[int, str]:
         """Why each unusable query (empty, not a string) cannot run: ``{index: reason}``."""
         return {i: why for i, why in enumerate(map(self._check_query, queries)) if why}
-
-    def prompt_mode(self, mode: str = "cot") -> PromptMode:
-        """How prompt ``mode`` asks (:class:`~ttcrouter.executors.base.PromptMode`)."""
-        if self.prompts is not None and mode in self.prompts:
-            got = self.prompts[mode]
-            if isinstance(got, PromptMode):
-                return got
-            # a string replaces the system prompt and keeps the rest of the mode's default
-            return (dataclasses.replace(DEFAULT_PROMPTS[mode], system=got)
-                    if mode in DEFAULT_PROMPTS and mode != "cot" else PromptMode(got))
-        if mode == "cot":
-            return PromptMode(self.system_prompt)
-        if mode not in DEFAULT_PROMPTS:
-            raise ValueError(f"No system prompt for prompt mode {mode!r}; pass "
-                             f"StrategyExecutor(prompts={{{mode!r}: ...}}).")
-        return DEFAULT_PROMPTS[mode]
-
-    def prompt_for(self, mode: str = "cot") -> str | None:
-        """The system prompt of prompt ``mode`` (None: the generator's own)."""
-        return self.prompt_mode(mode).system
-
-    def mode_request(self, query: str, mode: str = "cot") -> tuple:
-        """``(GenerationRequest, max_tokens, stop)`` of one full sample in prompt ``mode``."""
-        pm = self.prompt_mode(mode)
-        return (GenerationRequest(query, prefix=pm.prefix),
-                min(pm.max_tokens or self.max_tokens, self.max_tokens), list(pm.stop) or None)
-
-    @contextlib.contextmanager
-    def using_system_prompt(self, mode: str = "cot"):
-        """Context in which the generator uses the system prompt of ``mode``
-        (:meth:`prompt_for`; for ``cot`` without ``system_prompt``: the generator's own)."""
-        prompt = self.prompt_for(mode)
-        if prompt is None:
-            yield
-            return
-        if not hasattr(self.generator, "system_prompt"):
-            raise TypeError(
-                f"{type(self.generator).__name__} has no system_prompt to override; leave "
-                "StrategyExecutor(system_prompt=None) and set it on the generator."
-            )
-        old = self.generator.system_prompt
-        self.generator.system_prompt = prompt
-        try:
-            yield
-        finally:
-            self.generator.system_prompt = old
 
     # -- generation and scoring with per-query error isolation -------------------------------------
     def generate_isolated(self, requests, owners, errors, *, n, max_tokens, stop=None,
@@ -452,13 +407,6 @@ class StrategyExecutor:
         for pool in pools:
             pool.scores = {names[k]: v for k, v in pool.scores.items()}
         return pools
-
-    def _named_scorer(self, name):
-        if not self.scorers or name not in self.scorers:
-            raise ValueError(f"No scorer named {name!r}: this executor has "
-                             f"{sorted(self.scorers or {}) or 'none'} (StrategyExecutor"
-                             f"(scorers={{{name!r}: ...}})).")
-        return self.scorers[name]
 
     @staticmethod
     def _check_queries(queries) -> list:

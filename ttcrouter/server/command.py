@@ -10,7 +10,8 @@ import logging
 import os
 
 from ..persistence import load_router
-from ..serving import learned_executor_kwargs, named_scorers_for
+from ..executors.factory import named_scorers_for
+from ..serving import learned_executor_kwargs
 from .app import ServerConfig
 from .launcher import run_server
 from .routing import RouterService
