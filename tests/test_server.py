@@ -606,7 +606,10 @@ class TestEmbeddedServer:
         assert ttc["backend"] == "vllm-async" and not ttc["forced"]
         assert 0 <= ttc["predicted_accuracy"] <= 1
         assert r.usage.completion_tokens == ttc["measured_tokens"] > 0
-        assert r.usage.prompt_tokens > 0 and r.usage.model_extra["reward_tokens"] == 0
+        assert r.usage.prompt_tokens > 0
+        # the shipped verifier reads every candidate; the log-probability scorer reads nothing
+        verified = ttc["strategy"].endswith(",scorer=verifier")
+        assert (r.usage.model_extra["reward_tokens"] > 0) == verified
         assert ttc["candidates"] >= 1 and ttc["measured_latency_s"] > 0
 
     def test_eight_concurrent_requests_share_the_engine(self, server):

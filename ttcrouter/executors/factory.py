@@ -8,6 +8,7 @@ executor is built, never at import, so this module is light.
 
 from __future__ import annotations
 
+import logging
 import os
 from importlib import import_module
 from pathlib import Path
@@ -16,6 +17,8 @@ from ..models import shipped_verifier_path
 from ..strategies import as_strategy
 
 __all__ = ["BACKENDS", "make_executor", "named_scorers_for"]
+
+logger = logging.getLogger(__name__)
 
 #: backend name -> its generator class among the public names of :mod:`ttcrouter.executors`
 BACKENDS = {
@@ -118,7 +121,8 @@ def named_scorers_for(strategies, *, scorer=None, embedded_generator=True) -> di
     scorer : str, path or None
         ``--scorer``: a verifier file, ``"logprob"`` or None.
     embedded_generator : bool, default=True
-        Whether the generator is the embedded one (the shipped verifier reads its states).
+        Whether the generator is the embedded one (the shipped verifier reads its states;
+        for another one it is still used, with a warning to pass its own).
 
     Returns
     -------
@@ -128,7 +132,7 @@ def named_scorers_for(strategies, *, scorer=None, embedded_generator=True) -> di
     Raises
     ------
     ValueError
-        A verifier is needed and there is none for this generator.
+        A verifier is needed and none is given or shipped.
     """
 
     needed = sorted({as_strategy(s).scorer for s in strategies} - {None})
@@ -137,13 +141,17 @@ def named_scorers_for(strategies, *, scorer=None, embedded_generator=True) -> di
     if scorer is not None and str(scorer) != "logprob":
         return {"verifier": _public("VerifierScorer")(scorer)}
     shipped = shipped_verifier_path()
-    if embedded_generator and shipped is not None:
-        return {"verifier": _public("VerifierScorer")(shipped)}
-    raise ValueError(
-        "The router chooses between strategies scored by a trained verifier "
-        "(...,scorer=verifier) and " + ("no verifier ships with this installation"
-                                        if embedded_generator else
-                                        "the shipped verifier reads the embedded generator, "
-                                        "not this one") +
-        ": pass the verifier file of this generator with --scorer FILE (scorer=...), "
-        "trained with `ttcrouter train-verifier`.")
+    if shipped is None:
+        raise ValueError(
+            "The router chooses between strategies scored by a trained verifier "
+            "(...,scorer=verifier) and no verifier ships with this installation: pass the "
+            "verifier file of this generator with --scorer FILE (scorer=...), trained with "
+            "`ttcrouter train-verifier`.")
+    if not embedded_generator:
+        # the router itself learned the embedded generator's accuracies and costs; its
+        # verifier strategies stay runnable, and the log says what they read
+        logger.warning("the router's ...,scorer=verifier strategies are scored by the "
+                       "verifier shipped for the embedded SmolLM2-135M-Instruct (it reads "
+                       "that model's states); for another generator pass --scorer FILE, a "
+                       "verifier trained on its samples (ttcrouter train-verifier)")
+    return {"verifier": _public("VerifierScorer")(shipped)}
