@@ -161,7 +161,8 @@ def test_routed_execution_on_the_embedded_model(fitted_pipeline, vllm_generator)
         assert 0 <= r.predicted_accuracy <= 1
         d = r.to_dict()
         assert set(d) >= {"question", "strategy", "answer", "tokens", "latency_s",
-                          "route_latency_s", "predicted_accuracy", "error"}
+                          "route_latency_s", "predicted_accuracy", "error", "reward_tokens"}
+        assert d["reward_tokens"] == 0  # the log-probability scorer reads nothing
     one = routed("What is 6 + 2?")
     assert one.strategy in STRATEGIES and one.tokens > 0
     # the fixture's encoder is loaded already: load_s is set once and kept; no engine started here

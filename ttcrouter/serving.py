@@ -70,6 +70,9 @@ class RoutedResult:
         The selected solution text.
     tokens : int
         Generated tokens, all candidates and steps together.
+    reward_tokens : int
+        Tokens the strategy's scorer read (a verifier's forward passes; 0 for the
+        log-probability scorer and for votes that read no score).
     latency_s : float
         Wall-clock seconds of running the strategy (never the engine start: an executor built
         by :class:`RoutedExecutor` is warmed up first); questions of a batch routed to the same
@@ -97,6 +100,7 @@ class RoutedResult:
     answer: str | None = None
     text: str = ""
     tokens: int = 0
+    reward_tokens: int = 0
     latency_s: float = 0.0
     route_latency_s: float = 0.0
     predicted_accuracy: float | None = None
@@ -444,6 +448,7 @@ class RoutedExecutor:
                 r.answer = getattr(out, "answer", None)
                 r.text = getattr(out, "text", "") or ""
                 r.tokens = int(getattr(out, "tokens", 0) or 0)
+                r.reward_tokens = int(getattr(out, "reward_tokens", 0) or 0)
                 r.latency_s = float(getattr(out, "latency_s", 0.0) or 0.0)
                 r.error = getattr(out, "error", None)
         for r in results:
