@@ -7,7 +7,8 @@
 strategy's prompt ``mode`` picks the system prompt (:meth:`StrategyExecutor.prompt_for`). For a parallel family it draws ``n`` full samples per query in
 one request, scores them when the family needs a reward model, and applies the family's
 selection rule; a family with its own ``run`` (beam search) generates through
-:meth:`StrategyExecutor.generate_isolated` and :meth:`StrategyExecutor.score_isolated`.
+:meth:`StrategyExecutor.generate_isolated` and :meth:`StrategyExecutor.score_isolated`
+(``isolation.py``); the prompt modes are in ``prompting.py``.
 
 Token accounting is honest: ``tokens`` counts every token generated for the query, by every
 candidate and every beam at every step (pruned beams included); ``prompt_tokens`` counts the
@@ -24,10 +25,10 @@ import time
 from sklearn.utils import check_scalar
 
 from ..strategies import Strategy, as_strategy
-from .base import GenerationRequest
+from .isolation import IsolatedCalls
 from .prompting import PromptModes
 from .results import Candidate, CandidatePool, ExecutionResult
-from .scoring import AGGREGATIONS, LogprobScorer, ScoreResult, aggregate_step_scores
+from .scoring import AGGREGATIONS, LogprobScorer
 # Importing a family module registers it; every built-in family is imported here, so the
 # runner can dispatch to all of them.
 from .search import adaptive_vote, beam_search, best_of_n, majority_vote  # noqa: F401
@@ -61,7 +62,7 @@ def check_positive_int(value, name: str) -> int:
     return int(value)
 
 
-class StrategyExecutor(PromptModes):
+class StrategyExecutor(PromptModes, IsolatedCalls):
     """Run strategies on a generator backend, scoring candidates with a step scorer.
 
     Parameters
@@ -203,112 +204,6 @@ class StrategyExecutor(PromptModes):
     def query_errors(self, queries) -> dict[int, str]:
         """Why each unusable query (empty, not a string) cannot run: ``{index: reason}``."""
         return {i: why for i, why in enumerate(map(self._check_query, queries)) if why}
-
-    # -- generation and scoring with per-query error isolation -------------------------------------
-    def generate_isolated(self, requests, owners, errors, *, n, max_tokens, stop=None,
-                          logprobs=False) -> list:
-        """Generate for all requests in one call, isolating failures per query.
-
-        If the batched call fails, it is retried query by query, so one bad query (e.g. a
-        prompt too long) records its error and the others go on.
-
-        Parameters
-        ----------
-        requests : list of GenerationRequest
-        owners : list of int
-            The query index each request belongs to (a query may own several requests).
-        errors : dict
-            ``{query index: reason}``; failures are added to it.
-        n, max_tokens, stop, logprobs
-            Passed to the generator, with this executor's temperature and top_p.
-
-        Returns
-        -------
-        list
-            One entry per request: its completions, or None when its query failed.
-        """
-        kwargs = dict(n=n, temperature=self.temperature, top_p=self.top_p,
-                      max_tokens=int(max_tokens), stop=stop, logprobs=logprobs)
-        if not requests:
-            return []
-        try:
-            return self.generator.generate(requests, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - recorded per query
-            groups: dict[int, list[int]] = {}
-            for i, o in enumerate(owners):
-                groups.setdefault(o, []).append(i)
-            out: list = [None] * len(requests)
-            if len(groups) == 1:
-                errors[owners[0]] = f"{type(exc).__name__}: {exc}"
-                return out
-            for o, idx in groups.items():
-                try:
-                    got = self.generator.generate([requests[i] for i in idx], **kwargs)
-                except Exception as sub:  # noqa: BLE001
-                    errors[o] = f"{type(sub).__name__}: {sub}"
-                    continue
-                for i, comps in zip(idx, got):
-                    out[i] = comps
-            return out
-
-    def score_isolated(self, questions, groups, owners, errors, mode="cot", *,
-                       scorer=None) -> list[int]:
-        """Score candidates of several questions in one scorer call, rewarding them in place.
-
-        Parameters
-        ----------
-        questions : list of str
-        groups : list of list
-            ``groups[k]``: the candidates of ``questions[k]``, objects with ``steps`` and
-            ``step_logprobs`` (:class:`~ttcrouter.executors.results.Candidate`, a beam).
-            Their ``step_rewards`` and aggregated ``reward`` are set.
-        owners : list of int
-            The query index of each question.
-        errors : dict
-            ``{query index: reason}``; a failed scorer call records every owner.
-        mode : str, default="cot"
-            Prompt mode of the candidates, passed to a scorer with ``uses_prompt_mode``.
-        scorer : StepScorer, optional
-            The scorer to use (default :attr:`scorer_`; see :meth:`scorer_for`).
-
-        Returns
-        -------
-        list of int
-            Tokens the reward model read per question (zeros when scoring failed).
-        """
-        try:
-            results = self._score_results(
-                questions, [[c.steps for c in g] for g in groups],
-                [[c.step_logprobs for c in g] for g in groups], mode,
-                scorer=self.scorer_ if scorer is None else scorer,
-            )
-        except Exception as exc:  # noqa: BLE001 - recorded per query
-            for o in owners:
-                errors[o] = f"scoring failed: {type(exc).__name__}: {exc}"
-            return [0] * len(questions)
-        for group, res in zip(groups, results):
-            for cand, steps_r in zip(group, res.rewards):
-                cand.step_rewards = [float(r) for r in steps_r]
-                cand.reward = float(aggregate_step_scores(steps_r, self.aggregation))
-        return [int(res.reward_tokens) for res in results]
-
-    def _score_results(self, questions, solutions, step_logprobs, mode="cot", *,
-                       scorer) -> list[ScoreResult]:
-        kwargs = {"step_logprobs": step_logprobs} if getattr(scorer, "uses_logprobs", False) else {}
-        if getattr(scorer, "uses_prompt_mode", False):  # e.g. a verifier reads the mode's prompt
-            kwargs["mode"] = [mode] * len(questions)
-        if hasattr(scorer, "score_batch"):
-            results = list(scorer.score_batch(questions, solutions, **kwargs))
-        else:
-            results = [scorer.score(q, sols, **{k: v[i] for k, v in kwargs.items()})
-                       for i, (q, sols) in enumerate(zip(questions, solutions))]
-        if len(results) != len(questions) or not all(
-                isinstance(r, ScoreResult) for r in results):
-            raise TypeError(
-                f"{type(scorer).__name__} must return a ScoreResult(rewards, reward_tokens) "
-                "from score() and one per question from score_batch()."
-            )
-        return results
 
     # -- parallel sampling ------------------------------------------------------------------------
     def _sample(self, queries, n, *, score, mode="cot", scorers=None):
